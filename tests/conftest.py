@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny real checkpoints, the real Silero model, real databases."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from voice_assistant.history.store import HistoryStore
+from voice_assistant.turn.vad import SileroModel
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from voice_assistant.model.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2_audio", "qwen2_audio")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
+
+    return TransformersAudioLM.load(str(tiny_model_dir), device="cpu", options=GenerationOptions(max_new_tokens=12))
+
+
+@pytest.fixture(scope="session")
+def silero() -> SileroModel:
+    return SileroModel()
+
+
+def postgres_url() -> str | None:
+    url = os.environ.get("VA_TEST_POSTGRES_URL")
+    if url is None and IN_CI:
+        pytest.fail("VA_TEST_POSTGRES_URL is not set: .ci/run starts PostgreSQL and sets it")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HistoryStore]:
+    if request.param == "sqlite":
+        history = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
+    else:
+        url = postgres_url()
+        if url is None:
+            pytest.skip("no PostgreSQL here (set VA_TEST_POSTGRES_URL)")
+        history = HistoryStore(url)
+        from voice_assistant.history.tables import Base
+
+        Base.metadata.drop_all(history.engine)
+        Base.metadata.create_all(history.engine)
+    yield history
+    history.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[HistoryStore]:
+    history = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
+    yield history
+    history.close()

@@ -1,0 +1,143 @@
+"""A real WebRTC client (aiortc) that speaks audio into the server in real time, like a browser would.
+
+The microphone track sends 20 ms frames paced by the wall clock: queued speech, silence otherwise.
+Every data-channel message is kept with the time it arrived, and every played sample's send time is
+known, so a test can measure from the true end of speech to an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import soxr
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from av import AudioFrame
+
+RATE = 48_000
+FRAME = 960  # 20 ms
+
+
+class MicrophoneTrack(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue = np.zeros(0, dtype=np.int16)
+        self._start: float | None = None
+        self._sent = 0
+        self._marks: list[tuple[int, asyncio.Future[float]]] = []
+
+    def play(self, samples_16k: np.ndarray) -> asyncio.Future[float]:
+        """Queue float32 16 kHz audio behind what is still playing; the future is the wall time at
+        which its last sample goes out."""
+        upsampled = soxr.resample(samples_16k.astype(np.float32), 16_000, RATE)
+        self._queue = np.concatenate([self._queue, (np.clip(upsampled, -1, 1) * 32767).astype(np.int16)])
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._marks.append((self._sent + len(self._queue), future))
+        return future
+
+    @property
+    def queued_seconds(self) -> float:
+        return len(self._queue) / RATE
+
+    async def recv(self) -> AudioFrame:
+        if self._start is None:
+            self._start = time.time()
+        # A real microphone hands over a frame once its last sample is captured.
+        due = self._start + (self._sent + FRAME) / RATE
+        await asyncio.sleep(max(0.0, due - time.time()))
+        chunk = self._queue[:FRAME]
+        self._queue = self._queue[FRAME:]
+        if len(chunk) < FRAME:
+            chunk = np.concatenate([chunk, np.zeros(FRAME - len(chunk), dtype=np.int16)])
+        frame = AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._sent
+        frame.time_base = fractions.Fraction(1, RATE)
+        self._sent += FRAME
+        for mark in [m for m in self._marks if m[0] <= self._sent]:
+            if not mark[1].done():
+                mark[1].set_result(self._start + mark[0] / RATE)  # when that sample was "spoken"
+            self._marks.remove(mark)
+        return frame
+
+
+@dataclass
+class Received:
+    at: float
+    message: dict[str, Any]
+
+
+@dataclass
+class VoiceClient:
+    base_url: str
+    session_id: str | None = None
+    webrtc_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    messages: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.pc = RTCPeerConnection()
+        self.microphone = MicrophoneTrack()
+        self._new_message = asyncio.Event()
+
+    async def connect(self, *, timeout: float = 20.0) -> dict[str, Any]:
+        self.pc.addTrack(self.microphone)
+        channel = self.pc.createDataChannel("text")
+        opened = asyncio.get_running_loop().create_future()
+
+        @channel.on("open")
+        def _open() -> None:
+            channel.send("handshake")
+            if not opened.done():
+                opened.set_result(True)
+
+        @channel.on("message")
+        def _message(raw: str) -> None:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                return
+            self.messages.append(Received(time.time(), message))
+            self._new_message.set()
+
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        body: dict[str, Any] = {"sdp": self.pc.localDescription.sdp, "type": "offer", "webrtc_id": self.webrtc_id}
+        if self.session_id:
+            body["session_id"] = self.session_id
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=timeout) as http:
+            response = await http.post("/webrtc/offer", json=body)
+        answer = response.json()
+        if response.status_code != 200:
+            raise ConnectionRefusedError(f"{response.status_code}: {answer}")
+        self.session_id = answer["session_id"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        await asyncio.wait_for(opened, timeout)
+        return answer
+
+    def events(self, kind: str | None = None) -> list[Received]:
+        contract = {"turn_started", "turn_ended", "reply_delta", "reply_done", "error"}
+        return [m for m in self.messages if m.message.get("type") in contract and (kind is None or m.message["type"] == kind)]
+
+    async def wait_for(self, kind: str, count: int, *, timeout: float) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.events(kind)) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(self.events(kind))}/{count} {kind} events after {timeout} s: {self.events()}")
+            self._new_message.clear()
+            try:
+                await asyncio.wait_for(self._new_message.wait(), remaining)
+            except TimeoutError:
+                pass
+        return self.events(kind)
+
+    async def close(self) -> None:
+        await self.pc.close()

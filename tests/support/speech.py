@@ -1,0 +1,58 @@
+"""Real speech for tests: espeak-ng sentences, trimmed to their true extent, assembled with known pauses."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+RATE = 16_000
+
+
+def require_espeak() -> str:
+    path = shutil.which("espeak-ng")
+    if path is None:
+        raise RuntimeError("espeak-ng is not installed: run `bash .ci/run` or `apt-get install -y espeak-ng sox`")
+    return path
+
+
+@functools.lru_cache(maxsize=256)
+def speak(text: str, *, voice: str = "en-us", speed: int = 165, pitch: int = 50) -> np.ndarray:
+    """16 kHz float32 speech of `text`, with the leading and trailing silence cut off."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        subprocess.run(
+            [require_espeak(), "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
+            check=True,
+            capture_output=True,
+        )
+        samples, rate = sf.read(wav, dtype="float32")
+    samples = soxr.resample(samples, rate, RATE).astype(np.float32)
+    loud = np.flatnonzero(np.abs(samples) > 0.01)
+    return samples[loud[0] : loud[-1] + 1] * 0.8
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One user turn: sentence pieces separated by short pauses inside the sentence."""
+
+    pieces: tuple[str, ...]
+    inner_pause: float = 0.3
+    gap_after: float = 2.5
+    """Silence after the turn (the time left for the reply)."""
+
+    def audio(self) -> np.ndarray:
+        pause = np.zeros(int(self.inner_pause * RATE), dtype=np.float32)
+        parts: list[np.ndarray] = []
+        for i, piece in enumerate(self.pieces):
+            if i:
+                parts.append(pause)
+            parts.append(speak(piece))
+        return np.concatenate(parts)

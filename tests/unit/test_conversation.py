@@ -1,0 +1,157 @@
+"""The conversation engine on a fake model and a real SQLite store: commits, replies, errors, barge-in."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from tests.fakes import EventLog, FakeAudioLM, failing
+from voice_assistant.history.store import HistoryStore
+from voice_assistant.metrics import Metrics
+from voice_assistant.model.base import AudioPart
+from voice_assistant.session.conversation import DISCONNECTED, CompletedTurn, Conversation
+from voice_assistant.session.window import WindowPolicy
+
+pytestmark = pytest.mark.unit
+
+POLICY = WindowPolicy(
+    system_prompt="Be brief.",
+    audio_turns=4,
+    max_turns=16,
+    token_budget=8000,
+    audio_tokens_per_second=25,
+    max_clip_seconds=30,
+)
+
+
+async def open_conversation(store: HistoryStore, lm: FakeAudioLM, log: EventLog) -> Conversation:
+    session_id = await store.create_session(now=datetime.now(UTC))
+    return await Conversation.open(
+        session_id=session_id, store=store, model=lm, policy=POLICY, publish=log, metrics=Metrics()
+    )
+
+
+def say(conversation: Conversation, seconds: float = 1.0, value: float = 0.1) -> None:
+    """One whole user turn, as the transport reports it: speech starts, then the turn is complete."""
+    conversation.speech_started()
+    end = datetime.now(UTC)
+    conversation.turn_finished(
+        CompletedTurn(
+            audio=np.full(int(seconds * 16_000), value, dtype=np.float32),
+            speech_start=end - timedelta(seconds=seconds),
+            speech_end=end,
+            decided_at=end + timedelta(seconds=0.5),
+            speech_epoch=conversation.speech_epoch,
+        )
+    )
+
+
+async def test_each_turn_is_committed_then_answered_in_contract_order(sqlite_store: HistoryStore) -> None:
+    lm = FakeAudioLM([["Hel", "lo."], ["Fine."]])
+    log = EventLog()
+    conversation = await open_conversation(sqlite_store, lm, log)
+    say(conversation)
+    await log.wait_for("reply_done", 1)
+    say(conversation, value=0.2)
+    await log.wait_for("reply_done", 2)
+    await conversation.close()
+
+    assert [(e.type, e.turn) for e in log.events] == [  # type: ignore[attr-defined]
+        ("turn_started", 0), ("turn_ended", 0), ("reply_delta", 0), ("reply_delta", 0), ("reply_done", 0),
+        ("turn_started", 1), ("turn_ended", 1), ("reply_delta", 1), ("reply_done", 1),
+    ]
+    done = log.of("reply_done")[0]
+    assert done.text == "Hello." and not done.interrupted  # type: ignore[attr-defined]
+    assert set(done.timings) == {"end_of_turn", "turn_ended", "first_delta", "reply_done"}  # type: ignore[attr-defined]
+
+    record = await sqlite_store.get_session(conversation.session_id)
+    assert [(t.index, t.reply_text, t.interrupted) for t in record.turns] == [(0, "Hello.", False), (1, "Fine.", False)]
+    assert record.turns[1].context == {"audio_turns": [0], "text_turns": [], "estimated_tokens": pytest.approx(91, abs=20)}
+    # The second reply heard the first turn's audio and reply, then its own audio.
+    heard = lm.heard[1]
+    assert [m.role for m in heard] == ["system", "user", "assistant", "user"]
+    assert isinstance(heard[1].parts[0], AudioPart) and heard[1].parts[0].samples[0] == pytest.approx(0.1, abs=1e-4)
+    assert heard[2].text == "Hello."
+
+
+async def test_a_model_that_raises_gives_an_error_event_and_the_session_goes_on(sqlite_store: HistoryStore) -> None:
+    lm = FakeAudioLM([failing("out of memory"), ["Still here."]])
+    log = EventLog()
+    conversation = await open_conversation(sqlite_store, lm, log)
+    say(conversation)
+    await log.wait_for("reply_done", 1)
+    say(conversation)
+    await log.wait_for("reply_done", 2)
+    await conversation.close()
+
+    errors = log.of("error")
+    assert len(errors) == 1 and errors[0].turn == 0 and "out of memory" in errors[0].message  # type: ignore[attr-defined]
+    turns = (await sqlite_store.get_session(conversation.session_id)).turns
+    assert turns[0].error == "out of memory" and turns[0].reply_text == ""
+    assert turns[1].reply_text == "Still here." and turns[1].error is None
+
+
+async def test_speech_during_a_reply_interrupts_it_and_keeps_what_was_said(sqlite_store: HistoryStore) -> None:
+    lm = FakeAudioLM([["one ", "two ", "three ", "four ", "five"], ["ok"]], delay=0.05)
+    log = EventLog()
+    conversation = await open_conversation(sqlite_store, lm, log)
+    say(conversation)
+    await log.wait_for("reply_delta", 2)
+    say(conversation)  # barge-in
+    await log.wait_for("reply_done", 2)
+    await conversation.close()
+
+    first = log.of("reply_done")[0]
+    assert first.interrupted and first.text in {"one two ", "one two three "}  # type: ignore[attr-defined]
+    assert lm.stopped == 1
+    turns = (await sqlite_store.get_session(conversation.session_id)).turns
+    assert turns[0].interrupted and turns[0].reply_text == first.text  # type: ignore[attr-defined]
+    assert turns[1].reply_text == "ok" and not turns[1].interrupted
+
+
+async def test_a_vanished_client_leaves_the_reply_so_far_stored_and_no_task_behind(sqlite_store: HistoryStore) -> None:
+    lm = FakeAudioLM([["a", "b", "c", "d", "e", "f"]], delay=0.05)
+    log = EventLog()
+    before = asyncio.all_tasks()
+    conversation = await open_conversation(sqlite_store, lm, log)
+    say(conversation)
+    await log.wait_for("reply_delta", 2)
+    await conversation.close()
+
+    turns = (await sqlite_store.get_session(conversation.session_id)).turns
+    assert turns[0].interrupted and turns[0].reply_text in {"ab", "abc"}
+    assert asyncio.all_tasks() - before == set()
+
+
+async def test_turns_queued_when_the_client_vanishes_are_all_stored(sqlite_store: HistoryStore) -> None:
+    lm = FakeAudioLM([["slow"] * 20], delay=0.05)
+    log = EventLog()
+    conversation = await open_conversation(sqlite_store, lm, log)
+    say(conversation)
+    await log.wait_for("reply_delta", 1)
+    for _ in range(2):
+        end = datetime.now(UTC)
+        conversation.turn_finished(  # finished turns waiting behind the reply
+            CompletedTurn(np.zeros(8000, np.float32), end, end, end, conversation.speech_epoch)
+        )
+    await conversation.close()
+    turns = (await sqlite_store.get_session(conversation.session_id)).turns
+    assert len(turns) == 3
+    assert turns[0].interrupted
+    assert [(t.reply_text, t.error) for t in turns[1:]] == [("", DISCONNECTED)] * 2
+
+
+async def test_speech_resumed_before_the_reply_began_skips_the_reply(sqlite_store: HistoryStore) -> None:
+    lm = FakeAudioLM([["never"]])
+    log = EventLog()
+    conversation = await open_conversation(sqlite_store, lm, log)
+    say(conversation)
+    conversation.speech_started()  # the user went on talking before the worker got to the reply
+    await log.wait_for("reply_done", 1)
+    await conversation.close()
+    assert lm.heard == []
+    done = log.of("reply_done")[0]
+    assert done.interrupted and done.text == ""  # type: ignore[attr-defined]

@@ -1,0 +1,59 @@
+"""The turn state machine on scripted probability timelines (no clock, no audio)."""
+
+from __future__ import annotations
+
+import pytest
+
+from voice_assistant.turn.detector import EndReason, SpeechEnded, SpeechStarted, TurnDetector, TurnParams
+
+pytestmark = pytest.mark.unit
+
+PARAMS = TurnParams(threshold=0.5, neg_threshold=0.35, min_speech_frames=3, min_silence_frames=5, max_turn_frames=40)
+
+
+def run(probabilities: list[float], params: TurnParams = PARAMS) -> list[tuple[int, object]]:
+    detector = TurnDetector(params)
+    return [(i, event) for i, p in enumerate(probabilities) if (event := detector.push(p)) is not None]
+
+
+def test_speech_then_silence_is_one_turn() -> None:
+    events = run([0.0] * 4 + [0.9] * 10 + [0.0] * 10)
+    assert events == [(6, SpeechStarted(frame=4)), (18, SpeechEnded(frame=14, reason=EndReason.SILENCE))]
+
+
+def test_a_short_blip_is_not_speech() -> None:
+    assert run([0.0, 0.9, 0.9, 0.1, 0.9, 0.0, 0.0]) == []
+
+
+def test_a_pause_shorter_than_min_silence_does_not_split() -> None:
+    events = run([0.9] * 10 + [0.1] * 4 + [0.9] * 10 + [0.1] * 6)
+    assert [type(e) for _, e in events] == [SpeechStarted, SpeechEnded]
+    assert events[1][1] == SpeechEnded(frame=24, reason=EndReason.SILENCE)
+
+
+def test_hysteresis_frames_between_thresholds_neither_start_nor_cancel_silence() -> None:
+    # 0.4 is under the start threshold but over the silence threshold.
+    fading = [0.9] * 6 + [0.4] * 8 + [0.1] * 5
+    events = run(fading)
+    assert events[-1][1] == SpeechEnded(frame=14, reason=EndReason.SILENCE)
+    # Once silence began, a 0.4 frame does not cancel it: the turn ends 5 frames after it began.
+    events = run([0.9] * 6 + [0.1, 0.4, 0.4, 0.1, 0.1])
+    assert events[-1] == (10, SpeechEnded(frame=6, reason=EndReason.SILENCE))
+
+
+def test_a_turn_longer_than_the_maximum_is_cut_and_speech_goes_on_as_a_new_turn() -> None:
+    events = run([0.9] * 50 + [0.0] * 6)
+    assert events[0][1] == SpeechStarted(frame=0)
+    assert events[1] == (39, SpeechEnded(frame=40, reason=EndReason.MAX_LENGTH))
+    assert events[2][1] == SpeechStarted(frame=40)
+    assert events[3][1] == SpeechEnded(frame=50, reason=EndReason.SILENCE)
+
+
+def test_params_from_milliseconds_round_up_to_whole_frames() -> None:
+    params = TurnParams.from_ms(
+        threshold=0.5, neg_threshold=0.6, min_speech_ms=96, min_silence_ms=550, max_turn_seconds=30
+    )
+    assert params.min_speech_frames == 3
+    assert params.min_silence_frames == 18  # 550 ms / 32 ms = 17.2
+    assert params.max_turn_frames == 938
+    assert params.neg_threshold == 0.5  # never above the start threshold

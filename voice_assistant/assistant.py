@@ -1,0 +1,143 @@
+"""The shared parts of one server process, built from Settings: VAD, model, store, events, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from voice_assistant.config import Settings
+from voice_assistant.events import Event
+from voice_assistant.history.store import HistoryStore
+from voice_assistant.metrics import Metrics
+from voice_assistant.model.base import AudioLM
+from voice_assistant.session.conversation import Conversation, Publish, utc_now
+from voice_assistant.session.hub import EventHub
+from voice_assistant.session.window import WindowPolicy
+from voice_assistant.turn.detector import TurnParams
+from voice_assistant.turn.segmenter import TurnSegmenter
+from voice_assistant.turn.vad import FRAME_SAMPLES, SileroModel
+
+logger = logging.getLogger(__name__)
+
+_BINDING_TTL_S = 120.0
+
+ModelLoader = Callable[[Settings], AudioLM]
+
+
+def load_model(settings: Settings) -> AudioLM:
+    """The transformers backend on `settings.model`; 'tiny' builds (once) and loads a local checkpoint."""
+    from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
+    from voice_assistant.model.tiny import cached_tiny_model
+
+    source = settings.model
+    if source == "tiny":
+        source = str(cached_tiny_model(settings.data_dir, settings.tiny_family))
+    return TransformersAudioLM.load(
+        source,
+        device=settings.device,
+        dtype=settings.dtype,
+        trust_remote_code=settings.trust_remote_code,
+        options=GenerationOptions(
+            max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=settings.top_p
+        ),
+    )
+
+
+class Assistant:
+    def __init__(self, settings: Settings, *, model_loader: ModelLoader = load_model) -> None:
+        self.settings = settings
+        self.store = HistoryStore(settings.resolved_database_url)
+        self.vad = SileroModel()
+        self.hub = EventHub()
+        self.metrics = Metrics()
+        self.turn_params = TurnParams.from_ms(
+            threshold=settings.vad_threshold,
+            neg_threshold=settings.vad_neg_threshold,
+            min_speech_ms=settings.min_speech_ms,
+            min_silence_ms=settings.min_silence_ms,
+            max_turn_seconds=settings.max_turn_seconds,
+        )
+        self.pad_frames = round(settings.speech_pad_ms / 1000 / (FRAME_SAMPLES / 16_000))
+        self._model_loader = model_loader
+        self._model: AudioLM | None = None
+        self._bindings: dict[str, tuple[str, float]] = {}
+        self.ready = asyncio.Event()
+        self.startup_error: str | None = None
+        self.started_at = time.monotonic()
+        self.ready_after_s: float | None = None
+
+    @property
+    def model(self) -> AudioLM:
+        if self._model is None:
+            raise RuntimeError("the model is not loaded yet")
+        return self._model
+
+    async def start(self) -> None:
+        """Load and warm up the VAD and the model, then mark the server ready."""
+        try:
+            self.segmenter().feed(np.zeros(FRAME_SAMPLES * 4, dtype=np.float32))
+            self._model = await asyncio.to_thread(self._model_loader, self.settings)
+            if self.settings.warmup:
+                await self._model.warm_up()
+            await self.store.ping()
+        except Exception as exc:
+            logger.exception("start-up failed")
+            self.startup_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.ready_after_s = time.monotonic() - self.started_at
+        self.ready.set()
+        logger.info("ready after %.2f s (model %s)", self.ready_after_s, self.settings.model)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- per connection
+
+    def segmenter(self) -> TurnSegmenter:
+        return TurnSegmenter(self.vad.stream(), self.turn_params, pad_frames=self.pad_frames)
+
+    def window_policy(self) -> WindowPolicy:
+        return WindowPolicy(
+            system_prompt=self.settings.system_prompt,
+            audio_turns=self.settings.history_audio_turns,
+            max_turns=self.settings.history_max_turns,
+            token_budget=self.settings.history_token_budget,
+            audio_tokens_per_second=self.model.audio_tokens_per_second,
+            max_clip_seconds=self.model.max_clip_seconds,
+        )
+
+    async def open_conversation(self, session_id: str, publish: Publish) -> Conversation:
+        def fan_out(event: Event) -> None:
+            publish(event)
+            self.hub.publish(session_id, event)
+
+        return await Conversation.open(
+            session_id=session_id,
+            store=self.store,
+            model=self.model,
+            policy=self.window_policy(),
+            publish=fan_out,
+            metrics=self.metrics,
+        )
+
+    async def new_session(self) -> str:
+        return await self.store.create_session(now=utc_now())
+
+    # -- which session an offered connection belongs to
+
+    def bind(self, webrtc_id: str, session_id: str) -> None:
+        now = time.monotonic()
+        for stale in [key for key, (_, at) in self._bindings.items() if now - at > _BINDING_TTL_S]:
+            del self._bindings[stale]
+        self._bindings[webrtc_id] = (session_id, now)
+
+    def unbind(self, webrtc_id: str) -> str | None:
+        binding = self._bindings.pop(webrtc_id, None)
+        return binding[0] if binding else None
+
+    def is_bound(self, webrtc_id: str) -> bool:
+        return webrtc_id in self._bindings

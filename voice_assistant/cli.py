@@ -1,0 +1,75 @@
+"""`voice-assistant`: serve, make-tiny-model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from voice_assistant.config import Settings
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from voice_assistant.web.app import create_app
+
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "model": args.model,
+            "host": args.host,
+            "port": args.port,
+            "database_url": args.database_url,
+            "data_dir": args.data_dir,
+            "device": args.device,
+            "min_silence_ms": args.min_silence_ms,
+        }.items()
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level.lower())
+
+
+def _make_tiny_model(args: argparse.Namespace) -> None:
+    from voice_assistant.model.tiny import build_tiny_model
+
+    directory = build_tiny_model(Path(args.directory), args.family)
+    print(f"tiny {args.family} checkpoint written to {directory}")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="voice-assistant", description=__doc__)
+    root.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the browser voice chat and the client API")
+    serve.add_argument("--model", help="hub id, local path, or 'tiny' (env VA_MODEL)")
+    serve.add_argument("--host", help="bind address (env VA_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (env VA_PORT, default 7860)")
+    serve.add_argument("--database-url", help="SQLAlchemy URL (env VA_DATABASE_URL, default SQLite in the data dir)")
+    serve.add_argument("--data-dir", type=Path, help="data directory (env VA_DATA_DIR)")
+    serve.add_argument("--device", help="'auto', 'cpu', 'cuda', 'cuda:1' (env VA_DEVICE)")
+    serve.add_argument("--min-silence-ms", type=int, help="silence that ends a turn (env VA_MIN_SILENCE_MS)")
+    serve.set_defaults(run=_serve)
+
+    tiny = commands.add_parser("make-tiny-model", help="build a tiny random checkpoint of a real architecture")
+    tiny.add_argument("directory")
+    tiny.add_argument("--family", default=Settings.model_fields["tiny_family"].default, help="transformers model_type")
+    tiny.set_defaults(run=_make_tiny_model)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aioice", "aiortc", "httpx"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

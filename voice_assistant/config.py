@@ -1,0 +1,69 @@
+"""The one settings object: read from `VA_*` environment variables, overridden by CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful voice assistant. You hear the user speak. "
+    "Answer briefly, in plain spoken sentences."
+)
+
+
+class Settings(BaseSettings):
+    """Everything a deployment can change. Frozen: one value per process, passed down explicitly."""
+
+    model_config = SettingsConfigDict(env_prefix="VA_", frozen=True, extra="ignore")
+
+    # -- model
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Hub id or local path of an audio-language model, or 'tiny' for a random local checkpoint.",
+    )
+    tiny_family: str = Field("qwen2_audio", description="Architecture of the checkpoint that 'tiny' builds.")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1' ...")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    trust_remote_code: bool = False
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+
+    # -- what the model hears of the history
+    history_audio_turns: int = Field(
+        4, ge=0, description="The last K turns (the current one included) go to the model as audio."
+    )
+    history_max_turns: int = Field(32, ge=1, description="Older turns than this are left out entirely.")
+    history_token_budget: int = Field(
+        6000, ge=256, description="Estimated prompt tokens; the oldest turns are dropped to stay under it."
+    )
+
+    # -- turn detection (Silero VAD on 32 ms frames)
+    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Speech probability that starts speech.")
+    vad_neg_threshold: float = Field(
+        0.35, gt=0.0, lt=1.0, description="Probability under which a frame counts as silence (hysteresis)."
+    )
+    min_speech_ms: int = Field(96, ge=32, description="Speech needed before a turn starts.")
+    min_silence_ms: int = Field(550, ge=64, description="Silence after speech that ends the turn.")
+    speech_pad_ms: int = Field(192, ge=0, description="Audio kept from before the detected speech start.")
+    max_turn_seconds: float = Field(30.0, gt=1.0, description="A turn longer than this is cut and answered.")
+
+    # -- server
+    host: str = "127.0.0.1"
+    port: int = 7860
+    max_sessions: int = Field(64, ge=1, description="Concurrent WebRTC connections.")
+    warmup: bool = Field(True, description="Run the VAD and the model once before /readyz turns true.")
+    admin_token: SecretStr | None = None
+
+    # -- storage
+    data_dir: Path = Field(Path.home() / ".local" / "share" / "voice-assistant")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'voice_assistant.db'}"

@@ -1,0 +1,23 @@
+"""Errors that carry intent: what the session reports to its client and survives."""
+
+from __future__ import annotations
+
+
+class VoiceAssistantError(Exception):
+    """An error the session reports to its client (an `error` event) and then goes on."""
+
+
+class ModelError(VoiceAssistantError):
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class UnknownSession(VoiceAssistantError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"unknown session: {session_id}")
+        self.session_id = session_id
+
+
+class BadAudio(VoiceAssistantError):
+    """Audio that cannot be turned into 16 kHz mono samples."""

@@ -1,0 +1,61 @@
+"""The events a client sees, in the order of one turn: the wire format of the client contract.
+
+Each is sent as JSON `{"type": ..., "data": {...}}` on the WebRTC data channel and on the SSE stream.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    type: ClassVar[str]
+
+    def to_message(self) -> dict[str, Any]:
+        return {"type": self.type, "data": {k: v for k, v in asdict(self).items() if v is not None}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_message())
+
+
+@dataclass(frozen=True)
+class TurnStarted(Event):
+    type: ClassVar[str] = "turn_started"
+    turn: int
+
+
+@dataclass(frozen=True)
+class TurnEnded(Event):
+    """Sent once the turn's audio is committed to the store."""
+
+    type: ClassVar[str] = "turn_ended"
+    turn: int
+    audio_seconds: float
+
+
+@dataclass(frozen=True)
+class ReplyDelta(Event):
+    type: ClassVar[str] = "reply_delta"
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyDone(Event):
+    """Also sent for an interrupted reply, with the text delivered so far."""
+
+    type: ClassVar[str] = "reply_done"
+    turn: int
+    text: str
+    interrupted: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ErrorRaised(Event):
+    type: ClassVar[str] = "error"
+    message: str
+    turn: int | None = None

@@ -1,0 +1,1 @@
+"""Session history in a real database (SQLAlchemy): SQLite by default, PostgreSQL for several instances."""

@@ -1,0 +1,49 @@
+"""The schema: sessions and their turns (the user's audio, the reply, the timestamps)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    turns: Mapped[list[TurnRow]] = relationship(
+        back_populates="session", cascade="all, delete-orphan", passive_deletes=True, order_by="TurnRow.index"
+    )
+
+
+class TurnRow(Base):
+    __tablename__ = "turns"
+    __table_args__ = (UniqueConstraint("session_id", "index", name="uq_turn_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    audio: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    """FLAC, 16 kHz mono."""
+    audio_seconds: Mapped[float]
+    transcript: Mapped[str | None] = mapped_column(Text)
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    interrupted: Mapped[bool] = mapped_column(default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    speech_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    speech_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    turn_ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_delta_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reply_done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """What the model heard for this reply: which earlier turns as audio, which as text."""
+    timings: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    session: Mapped[SessionRow] = relationship(back_populates="turns")

@@ -1,0 +1,28 @@
+"""Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.turns = Counter("va_turns", "User turns committed to the store.", registry=self.registry)
+        self.errors = Counter("va_errors", "Errors reported to clients.", ["stage"], registry=self.registry)
+        self.interrupted = Counter("va_replies_interrupted", "Replies cut short.", registry=self.registry)
+        self.endpointing = Histogram(
+            "va_endpointing_seconds",
+            "From the end of speech to turn_ended (turn committed).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_delta = Histogram(
+            "va_reply_first_delta_seconds",
+            "From the end of speech to the first reply text.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.live_sessions = Gauge("va_live_sessions", "Connected sessions.", registry=self.registry)

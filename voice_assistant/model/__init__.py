@@ -1,0 +1,1 @@
+"""Audio-language model backends behind one streaming protocol."""

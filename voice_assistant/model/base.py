@@ -1,0 +1,58 @@
+"""The model seam: a conversation in, text deltas out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from voice_assistant.audio.pcm import MODEL_RATE, Samples
+
+
+@dataclass(frozen=True)
+class AudioPart:
+    samples: Samples
+    """Mono float32 at MODEL_RATE."""
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / MODEL_RATE
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+Part = AudioPart | TextPart
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    parts: tuple[Part, ...]
+
+    @property
+    def audio(self) -> list[AudioPart]:
+        return [part for part in self.parts if isinstance(part, AudioPart)]
+
+    @property
+    def text(self) -> str:
+        return "".join(part.text for part in self.parts if isinstance(part, TextPart))
+
+
+class AudioLM(Protocol):
+    """A backend hears a conversation (system prompt, earlier turns, the new turn) and streams its reply.
+
+    Cancel by cancelling the consuming task: a backend stops generating when its iterator is closed.
+    Failures surface as `ModelError`.
+    """
+
+    name: str
+    audio_tokens_per_second: float
+    max_clip_seconds: float
+
+    def stream_reply(self, messages: Sequence[Message]) -> AsyncIterator[str]: ...
+
+    async def warm_up(self) -> None: ...

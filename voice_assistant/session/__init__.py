@@ -1,0 +1,1 @@
+"""One conversation per session: turns in, replies out, everything stored."""

@@ -1,0 +1,234 @@
+"""The conversation engine of one connected session: commit each turn, stream the reply, store it.
+
+Turns are answered one after another by a worker task. A reply is its own task, so new speech
+(barge-in) or a vanished client cancels it without touching the commit of any turn: a finished
+turn is stored before anything is generated for it, and the reply (complete, interrupted or
+failed) is stored when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from voice_assistant.audio.pcm import MODEL_RATE, Samples
+from voice_assistant.errors import VoiceAssistantError
+from voice_assistant.events import ErrorRaised, Event, ReplyDelta, ReplyDone, TurnEnded, TurnStarted
+from voice_assistant.history.store import HistoryStore, NewTurn, ReplyOutcome
+from voice_assistant.metrics import Metrics
+from voice_assistant.model.base import AudioLM
+from voice_assistant.session.window import Window, WindowPolicy, build_window
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[Event], None]
+Clock = Callable[[], datetime]
+
+DISCONNECTED = "client disconnected before the reply"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CompletedTurn:
+    audio: Samples
+    speech_start: datetime
+    speech_end: datetime
+    decided_at: datetime
+    """When the turn detector ended the turn."""
+    speech_epoch: int
+    """How many times speech had started when this turn ended; a later start means the user went on."""
+
+
+class Conversation:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        store: HistoryStore,
+        model: AudioLM,
+        policy: WindowPolicy,
+        publish: Publish,
+        metrics: Metrics,
+        next_index: int,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.session_id = session_id
+        self._store = store
+        self._model = model
+        self._policy = policy
+        self._publish = publish
+        self._metrics = metrics
+        self._clock = clock
+        self._next_index = next_index
+        self.speech_epoch = 0
+        self._queue: asyncio.Queue[CompletedTurn | None] = asyncio.Queue()
+        self._reply: asyncio.Task[None] | None = None
+        self._closing = False
+        self._worker = asyncio.create_task(self._work(), name=f"conversation-{session_id[:8]}")
+
+    @classmethod
+    async def open(
+        cls,
+        *,
+        session_id: str,
+        store: HistoryStore,
+        model: AudioLM,
+        policy: WindowPolicy,
+        publish: Publish,
+        metrics: Metrics,
+        clock: Clock = utc_now,
+    ) -> Conversation:
+        next_index = await store.turn_count(session_id)
+        return cls(
+            session_id=session_id,
+            store=store,
+            model=model,
+            policy=policy,
+            publish=publish,
+            metrics=metrics,
+            next_index=next_index,
+            clock=clock,
+        )
+
+    # -- from the turn detector
+
+    def speech_started(self) -> None:
+        """The user started a new turn: announce it and stop any reply in progress (barge-in)."""
+        self.speech_epoch += 1
+        if self._reply is not None and not self._reply.done():
+            self._reply.cancel()
+        self._publish(TurnStarted(turn=self._next_index))
+        self._next_index += 1
+
+    def turn_finished(self, turn: CompletedTurn) -> None:
+        self._queue.put_nowait(turn)
+
+    async def close(self) -> None:
+        """The client is gone: cut the reply short, store every finished turn, leave no task behind."""
+        self._closing = True
+        if self._reply is not None and not self._reply.done():
+            self._reply.cancel()
+        self._queue.put_nowait(None)
+        await asyncio.wait([self._worker])
+
+    # -- the worker
+
+    async def _work(self) -> None:
+        while (turn := await self._queue.get()) is not None:
+            try:
+                await self._answer(turn)
+            except VoiceAssistantError as exc:
+                self._report(str(exc), stage="turn")
+            except Exception as exc:  # the store failed: report it and keep the session alive
+                logger.exception("turn failed", extra={"session": self.session_id})
+                self._report(f"the turn could not be stored: {type(exc).__name__}", stage="store")
+
+    def _report(self, message: str, *, stage: str, turn: int | None = None) -> None:
+        self._metrics.errors.labels(stage).inc()
+        self._publish(ErrorRaised(message=message, turn=turn))
+
+    async def _answer(self, turn: CompletedTurn) -> None:
+        past = await self._store.recent_turns(
+            self.session_id,
+            limit=max(self._policy.max_turns - 1, 0),
+            audio_for_last=max(self._policy.audio_turns - 1, 0),
+        )
+        window = build_window(self._policy, past, turn.audio)
+        index = await self._store.add_turn(
+            self.session_id,
+            NewTurn(
+                audio=turn.audio,
+                speech_start=turn.speech_start,
+                speech_end=turn.speech_end,
+                turn_ended_at=turn.decided_at,
+                context=window.context,
+            ),
+        )
+        committed_at = self._clock()
+        self._metrics.turns.inc()
+        self._metrics.endpointing.observe(max((committed_at - turn.speech_end).total_seconds(), 0.0))
+        self._publish(TurnEnded(turn=index, audio_seconds=round(len(turn.audio) / MODEL_RATE, 3)))
+        if self._closing or turn.speech_epoch != self.speech_epoch:
+            # Nobody is listening any more, or the user went on speaking before the reply began.
+            await self._finish(index, turn, committed_at, text="", first_delta_at=None, interrupted=True,
+                               error=DISCONNECTED if self._closing else None)
+            return
+        self._reply = asyncio.create_task(self._stream_reply(index, turn, window, committed_at))
+        await asyncio.wait([self._reply])
+
+    async def _stream_reply(self, index: int, turn: CompletedTurn, window: Window, committed_at: datetime) -> None:
+        pieces: list[str] = []
+        first_delta_at: datetime | None = None
+        error: str | None = None
+        interrupted = False
+        try:
+            async for delta in self._model.stream_reply(window.messages):
+                if first_delta_at is None:
+                    first_delta_at = self._clock()
+                    self._metrics.first_delta.observe(max((first_delta_at - turn.speech_end).total_seconds(), 0.0))
+                pieces.append(delta)
+                self._publish(ReplyDelta(turn=index, text=delta))
+        except asyncio.CancelledError:
+            interrupted = True
+            self._metrics.interrupted.inc()
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+        except VoiceAssistantError as exc:
+            error = str(exc)
+            self._report(error, stage="model", turn=index)
+        await self._finish(
+            index,
+            turn,
+            committed_at,
+            text="".join(pieces),
+            first_delta_at=first_delta_at,
+            interrupted=interrupted,
+            error=error,
+        )
+
+    async def _finish(
+        self,
+        index: int,
+        turn: CompletedTurn,
+        committed_at: datetime,
+        *,
+        text: str,
+        first_delta_at: datetime | None,
+        interrupted: bool,
+        error: str | None,
+    ) -> None:
+        done_at = self._clock()
+
+        def since_speech_end(moment: datetime | None) -> float | None:
+            return None if moment is None else round((moment - turn.speech_end).total_seconds(), 4)
+
+        timings = {
+            name: value
+            for name, value in {
+                "end_of_turn": since_speech_end(turn.decided_at),
+                "turn_ended": since_speech_end(committed_at),
+                "first_delta": since_speech_end(first_delta_at),
+                "reply_done": since_speech_end(done_at),
+            }.items()
+            if value is not None
+        }
+        outcome = ReplyOutcome(
+            text=text,
+            interrupted=interrupted,
+            error=error,
+            first_delta_at=first_delta_at,
+            reply_done_at=done_at,
+            timings=timings,
+        )
+        # Shielded: a second cancellation (shutdown) must not lose what was already said.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._store.finish_reply(self.session_id, index, outcome))
+        self._publish(ReplyDone(turn=index, text=text, interrupted=interrupted, timings=timings))

@@ -1,0 +1,32 @@
+"""Fan-out of a session's events to its SSE subscribers (in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+from voice_assistant.events import Event
+
+_QUEUE_LIMIT = 1000
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._subscribers: defaultdict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
+
+    def publish(self, session_id: str, event: Event) -> None:
+        for queue in self._subscribers.get(session_id, ()):
+            if queue.qsize() < _QUEUE_LIMIT:  # a stalled reader loses events, never memory
+                queue.put_nowait(event)
+
+    async def subscribe(self, session_id: str) -> AsyncIterator[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._subscribers[session_id].add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers[session_id].discard(queue)
+            if not self._subscribers[session_id]:
+                del self._subscribers[session_id]

@@ -1,0 +1,195 @@
+"""The fastrtc handler: one per WebRTC connection, from the audio track to the conversation.
+
+It serves both ways in: `POST /webrtc/offer` (the session is bound to the connection before the
+offer is answered) and the Gradio UI's own negotiation route (the session comes from the UI's
+session box, fetched through fastrtc's `send_input` round trip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from fastrtc import AdditionalOutputs, AsyncStreamHandler
+from fastrtc.utils import get_current_context
+
+from voice_assistant.assistant import Assistant
+from voice_assistant.audio.pcm import MODEL_RATE, to_float32_mono
+from voice_assistant.audio.resample import StreamResampler
+from voice_assistant.errors import UnknownSession, VoiceAssistantError
+from voice_assistant.events import ErrorRaised, Event, ReplyDelta, ReplyDone, TurnEnded
+from voice_assistant.session.conversation import CompletedTurn, Conversation, utc_now
+from voice_assistant.turn.segmenter import TurnBegan, TurnSegmenter
+
+logger = logging.getLogger(__name__)
+
+WEBRTC_RATE = 48_000
+MAX_PENDING_SECONDS = 10.0
+"""Audio that arrives before the session is resolved is kept, up to this much."""
+
+
+class VoiceHandler(AsyncStreamHandler):
+    """fastrtc copies the prototype once per connection; `live` is shared by all copies."""
+
+    def __init__(self, assistant: Assistant, live: set[VoiceHandler] | None = None) -> None:
+        # fastrtc's own resampler only downmixes at the WebRTC rate (20 ms in, 20 ms out);
+        # the one resampling to 16 kHz is ours, without re-buffering.
+        super().__init__(expected_layout="mono", output_sample_rate=24_000, input_sample_rate=WEBRTC_RATE)
+        self._assistant = assistant
+        self._to_model_rate = StreamResampler()
+        self._segmenter: TurnSegmenter = assistant.segmenter()
+        self._conversation: Conversation | None = None
+        self._pending: list[tuple[float, int, np.ndarray]] = []
+        self._pending_seconds = 0.0
+        self._outbox: asyncio.Queue[AdditionalOutputs | None] = asyncio.Queue()
+        self._ui: UiTranscript | None = None
+        self._closed = False
+        self.live: set[VoiceHandler] = live if live is not None else set()
+
+    def copy(self) -> VoiceHandler:
+        return VoiceHandler(self._assistant, self.live)
+
+    @property
+    def session_id(self) -> str | None:
+        return self._conversation.session_id if self._conversation else None
+
+    # -- start: which session is this?
+
+    async def start_up(self) -> None:
+        webrtc_id = get_current_context().webrtc_id
+        session_id = self._assistant.unbind(webrtc_id)
+        notice = None
+        if session_id is None:
+            self._ui = UiTranscript()
+            session_id, notice = await self._session_from_ui()
+        self._conversation = await self._assistant.open_conversation(session_id, self._publish)
+        self.live.add(self)
+        self._assistant.metrics.live_sessions.inc()
+        logger.info("connection %s on session %s", webrtc_id, session_id)
+        if self._ui is not None:
+            await self._ui.load_history(self._assistant, session_id, notice)
+            self._outbox.put_nowait(self._ui.outputs(session_id))
+        pending, self._pending = self._pending, []
+        for arrived, rate, array in pending:
+            self._consume(rate, array, arrived)
+
+    async def _session_from_ui(self) -> tuple[str, str | None]:
+        await self.wait_for_args()
+        requested = str(self.latest_args[1]).strip() if len(self.latest_args) > 1 and self.latest_args[1] else ""
+        if requested:
+            if await self._assistant.store.session_exists(requested):
+                return requested, None
+            return await self._assistant.new_session(), f"Unknown session {requested!r}: started a new one."
+        return await self._assistant.new_session(), None
+
+    # -- audio in
+
+    async def receive(self, frame: tuple[int, np.ndarray]) -> None:
+        rate, array = frame
+        if self._conversation is None:
+            if self._pending_seconds < MAX_PENDING_SECONDS:
+                self._pending.append((time.time(), rate, array))
+                self._pending_seconds += array.shape[-1] / rate
+            return
+        self._consume(rate, array, time.time())
+
+    def _consume(self, rate: int, array: np.ndarray, arrived: float) -> None:
+        assert self._conversation is not None
+        try:
+            samples = self._to_model_rate(to_float32_mono(array), rate)
+        except VoiceAssistantError as exc:
+            self._publish(ErrorRaised(message=str(exc)))
+            return
+        for event in self._segmenter.feed(samples):
+            # Audio time -> wall time: the newest sample arrived at `arrived`.
+            def at(sample: int) -> datetime:
+                behind = (self._segmenter.samples_seen - sample) / MODEL_RATE
+                return datetime.fromtimestamp(arrived, tz=utc_now().tzinfo) - timedelta(seconds=behind)
+
+            if isinstance(event, TurnBegan):
+                self._conversation.speech_started()
+            else:
+                self._conversation.turn_finished(
+                    CompletedTurn(
+                        audio=event.samples,
+                        speech_start=at(event.start_sample),
+                        speech_end=at(event.end_sample),
+                        decided_at=utc_now(),
+                        speech_epoch=self._conversation.speech_epoch,
+                    )
+                )
+
+    # -- events out
+
+    def _publish(self, event: Event) -> None:
+        channel = self.channel
+        if channel is not None and getattr(channel, "readyState", "open") == "open":
+            try:
+                channel.send(event.to_json())
+            except Exception:  # the channel closed between the check and the send
+                logger.debug("data channel send failed", exc_info=True)
+        if self._ui is not None and self._ui.apply(event):
+            assert self.session_id is not None
+            self._outbox.put_nowait(self._ui.outputs(self.session_id))
+
+    async def emit(self) -> Any:
+        """Waits for the next UI update; there is no reply audio yet. Never returns None in a loop."""
+        return await self._outbox.get()
+
+    async def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.live.discard(self)
+        if self._conversation is not None:
+            self._assistant.metrics.live_sessions.dec()
+            await self._conversation.close()
+        self._outbox.put_nowait(None)
+
+
+class UiTranscript:
+    """The Gradio chat of one connection: past turns from the store, then the live turn events."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, str]] = []
+        self._reply_at: dict[int, int] = {}
+
+    async def load_history(self, assistant: Assistant, session_id: str, notice: str | None) -> None:
+        if notice:
+            self.messages.append({"role": "assistant", "content": f"⚠️ {notice}"})
+        try:
+            record = await assistant.store.get_session(session_id)
+        except UnknownSession:
+            return
+        for turn in record.turns:
+            self.messages.append({"role": "user", "content": self._user_text(turn.index, turn.audio_seconds, turn.transcript)})
+            if turn.reply_text:
+                self.messages.append({"role": "assistant", "content": turn.reply_text})
+
+    @staticmethod
+    def _user_text(index: int, seconds: float, transcript: str | None) -> str:
+        return f"🎤 turn {index} ({seconds:.1f} s)" + (f": {transcript}" if transcript else "")
+
+    def apply(self, event: Event) -> bool:
+        """Update the chat from an event; True when it changed."""
+        if isinstance(event, TurnEnded):
+            self.messages.append({"role": "user", "content": self._user_text(event.turn, event.audio_seconds, None)})
+        elif isinstance(event, ReplyDelta):
+            if event.turn not in self._reply_at:
+                self._reply_at[event.turn] = len(self.messages)
+                self.messages.append({"role": "assistant", "content": ""})
+            self.messages[self._reply_at[event.turn]]["content"] += event.text
+        elif isinstance(event, ReplyDone) and event.interrupted and event.turn in self._reply_at:
+            self.messages[self._reply_at[event.turn]]["content"] += " …"
+        elif isinstance(event, ErrorRaised):
+            self.messages.append({"role": "assistant", "content": f"⚠️ {event.message}"})
+        else:
+            return False
+        return True
+
+    def outputs(self, session_id: str) -> AdditionalOutputs:
+        return AdditionalOutputs(session_id, [dict(message) for message in self.messages])

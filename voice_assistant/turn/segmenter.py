@@ -1,0 +1,94 @@
+"""Cuts a stream of 16 kHz samples into user turns: Silero per frame, the detector, and the audio kept."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from voice_assistant.audio.pcm import Samples
+from voice_assistant.turn.detector import EndReason, SpeechEnded, SpeechStarted, TurnDetector, TurnParams
+from voice_assistant.turn.vad import FRAME_SAMPLES, SileroStream
+
+
+@dataclass(frozen=True)
+class TurnBegan:
+    start_sample: int
+
+
+@dataclass(frozen=True)
+class TurnAudio:
+    samples: Samples
+    """The speech with `pad` frames before it and up to `pad` frames of the silence after it."""
+    start_sample: int
+    end_sample: int
+    reason: EndReason
+
+
+SegmentEvent = TurnBegan | TurnAudio
+
+
+class TurnSegmenter:
+    """Feed samples as they arrive (any chunk size); get turn events back as soon as a frame decides them."""
+
+    def __init__(self, vad: SileroStream, params: TurnParams, *, pad_frames: int) -> None:
+        self._vad = vad
+        self._detector = TurnDetector(params)
+        self._pad = pad_frames
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._frames: deque[Samples] = deque()
+        self._first_frame = 0
+        """Index of `_frames[0]` in the stream."""
+        self._next_frame = 0
+        self._turn_start: int | None = None
+        self._keep_quiet = pad_frames + params.min_speech_frames
+
+    @property
+    def samples_seen(self) -> int:
+        return self._next_frame * FRAME_SAMPLES + len(self._pending)
+
+    @property
+    def speaking(self) -> bool:
+        return self._detector.speaking
+
+    def feed(self, samples: Samples) -> list[SegmentEvent]:
+        self._pending = np.concatenate([self._pending, samples]) if len(self._pending) else samples
+        events: list[SegmentEvent] = []
+        usable = len(self._pending) - len(self._pending) % FRAME_SAMPLES
+        for offset in range(0, usable, FRAME_SAMPLES):
+            event = self._push_frame(np.ascontiguousarray(self._pending[offset : offset + FRAME_SAMPLES]))
+            if event is not None:
+                events.append(event)
+        self._pending = self._pending[usable:]
+        return events
+
+    def _push_frame(self, frame: Samples) -> SegmentEvent | None:
+        self._frames.append(frame)
+        self._next_frame += 1
+        event = self._detector.push(self._vad.prob(frame))
+        result: SegmentEvent | None = None
+        if isinstance(event, SpeechStarted):
+            self._turn_start = event.frame
+            result = TurnBegan(start_sample=event.frame * FRAME_SAMPLES)
+        elif isinstance(event, SpeechEnded):
+            result = self._cut(event)
+        if self._turn_start is None:
+            while len(self._frames) > self._keep_quiet:
+                self._frames.popleft()
+                self._first_frame += 1
+        return result
+
+    def _cut(self, event: SpeechEnded) -> TurnAudio:
+        assert self._turn_start is not None
+        begin = max(self._first_frame, self._turn_start - self._pad)
+        end = min(self._next_frame, event.frame + self._pad)
+        frames = list(self._frames)[begin - self._first_frame : end - self._first_frame]
+        turn = TurnAudio(
+            samples=np.concatenate(frames),
+            start_sample=self._turn_start * FRAME_SAMPLES,
+            end_sample=event.frame * FRAME_SAMPLES,
+            reason=event.reason,
+        )
+        self._turn_start = None
+        return turn

@@ -1,0 +1,59 @@
+"""Silero VAD from the `silero-vad` package's ONNX file: one shared model, one small state per stream."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from voice_assistant.audio.pcm import MODEL_RATE, Samples
+
+FRAME_SAMPLES = 512
+"""Silero's frame at 16 kHz: 32 ms."""
+FRAME_SECONDS = FRAME_SAMPLES / MODEL_RATE
+CONTEXT_SAMPLES = 64
+
+
+def packaged_model_path() -> Path:
+    return Path(str(resources.files("silero_vad") / "data" / "silero_vad.onnx"))
+
+
+class SileroModel:
+    """The ONNX session is shared (thread-safe and about 2 MB); per-stream state lives in SileroStream."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(path or packaged_model_path()), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._rate = np.array(MODEL_RATE, dtype=np.int64)
+
+    def stream(self) -> SileroStream:
+        return SileroStream(self)
+
+    def run(
+        self, window: np.ndarray, state: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        out, new_state = self._session.run(None, {"input": window, "state": state, "sr": self._rate})
+        return float(out[0, 0]), new_state
+
+
+class SileroStream:
+    """Speech probability of consecutive 512-sample frames of one audio stream."""
+
+    def __init__(self, model: SileroModel) -> None:
+        self._model = model
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._context = np.zeros((1, CONTEXT_SAMPLES), dtype=np.float32)
+
+    def prob(self, frame: Samples) -> float:
+        if frame.shape != (FRAME_SAMPLES,):
+            raise ValueError(f"Silero takes frames of {FRAME_SAMPLES} samples, got {frame.shape}")
+        window = np.concatenate([self._context, frame.reshape(1, -1)], axis=1)
+        probability, self._state = self._model.run(window, self._state)
+        self._context = window[:, -CONTEXT_SAMPLES:]
+        return probability

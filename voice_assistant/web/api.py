@@ -1,0 +1,88 @@
+"""The sessions REST API, the SSE event stream, health and metrics."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from voice_assistant.assistant import Assistant
+from voice_assistant.web.errors import ApiError
+
+
+def api_router(assistant: Assistant) -> APIRouter:
+    router = APIRouter()
+    store = assistant.store
+
+    def require_admin(authorization: str | None) -> None:
+        token = assistant.settings.admin_token
+        if token is None:
+            raise ApiError(403, "the admin API is disabled: set VA_ADMIN_TOKEN")
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
+            raise ApiError(401, "admin token required: Authorization: Bearer <VA_ADMIN_TOKEN>")
+
+    @router.post("/api/sessions", status_code=201)
+    async def create_session() -> dict[str, str]:
+        return {"session_id": await assistant.new_session()}
+
+    @router.get("/api/sessions")
+    async def list_sessions(
+        authorization: str | None = Header(None),
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
+        require_admin(authorization)
+        sessions = await store.list_sessions(limit=limit, offset=offset)
+        return {"sessions": [session.to_json(with_turns=False) for session in sessions]}
+
+    @router.get("/api/sessions/{session_id}")
+    async def get_session(session_id: str) -> dict[str, Any]:
+        return (await store.get_session(session_id)).to_json()
+
+    @router.delete("/api/sessions/{session_id}", status_code=204)
+    async def delete_session(session_id: str) -> Response:
+        await store.delete_session(session_id)
+        return Response(status_code=204)
+
+    @router.get("/api/sessions/{session_id}/turns/{index}/audio")
+    async def turn_audio(session_id: str, index: int) -> Response:
+        try:
+            audio = await store.turn_audio(session_id, index)
+        except LookupError as exc:
+            raise ApiError(404, str(exc)) from exc
+        return Response(audio, media_type="audio/flac")
+
+    @router.get("/api/sessions/{session_id}/events", response_class=EventSourceResponse)
+    async def events(session_id: str) -> AsyncIterator[ServerSentEvent]:
+        if not await store.session_exists(session_id):
+            raise ApiError(404, f"unknown session: {session_id}")
+        yield ServerSentEvent(comment="subscribed")
+        async for event in assistant.hub.subscribe(session_id):
+            yield ServerSentEvent(raw_data=event.to_json())
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "live"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        if not assistant.ready.is_set():
+            status = "failed: " + assistant.startup_error if assistant.startup_error else "starting"
+            return JSONResponse({"ready": False, "status": status}, status_code=503)
+        try:
+            await store.ping()
+        except Exception as exc:
+            return JSONResponse({"ready": False, "status": f"store unreachable: {type(exc).__name__}"}, status_code=503)
+        return JSONResponse({"ready": True, "model": assistant.settings.model, "ready_after_s": assistant.ready_after_s})
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(assistant.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,51 @@
+"""`create_app(settings)`: the one FastAPI app with the client contract, fastrtc and the Gradio UI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import gradio as gr
+from fastapi import FastAPI
+from fastrtc import Stream
+
+from voice_assistant.assistant import Assistant
+from voice_assistant.config import Settings
+from voice_assistant.transport.webrtc import VoiceHandler
+from voice_assistant.web.api import api_router
+from voice_assistant.web.errors import install_error_handlers
+from voice_assistant.web.offer import offer_router
+from voice_assistant.web.ui import build_ui
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, assistant: Assistant | None = None) -> FastAPI:
+    assistant = assistant or Assistant(settings)
+    handler = VoiceHandler(assistant)
+    stream = Stream(handler, modality="audio", mode="send-receive", concurrency_limit=settings.max_sessions, verbose=False)
+    blocks = build_ui(handler, settings)
+    stream.ui = blocks
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The model loads in the background: /healthz answers at once, /readyz once it is warm.
+        starting = asyncio.create_task(assistant.start())
+        try:
+            yield
+        finally:
+            starting.cancel()
+            await asyncio.gather(*(live.shutdown() for live in list(handler.live)), return_exceptions=True)
+            for pc in list(stream.pcs.values()):
+                await pc.close()
+            assistant.close()
+
+    app = FastAPI(title="voice-assistant", lifespan=lifespan)
+    app.state.assistant = assistant
+    app.state.stream = stream
+    install_error_handlers(app)
+    app.include_router(offer_router(assistant, stream))
+    app.include_router(api_router(assistant))
+    return gr.mount_gradio_app(app, blocks, path="/")

@@ -1,0 +1,104 @@
+"""`POST /webrtc/offer`: fastrtc's offer plus an optional `session_id`, answered with the session id."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from fastrtc import Stream
+from pydantic import BaseModel, Field, ValidationError
+
+from voice_assistant.assistant import Assistant
+from voice_assistant.web.errors import ApiError
+
+logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+MAX_OFFER_BYTES = 64 * 1024
+_REFUSALS = {"concurrency_limit_reached": 503, "connection_already_exists": 409}
+
+
+class Offer(BaseModel):
+    sdp: str = Field(min_length=1, max_length=MAX_OFFER_BYTES)
+    type: str = Field(pattern="^offer$")
+    webrtc_id: str = Field(min_length=1, max_length=128)
+    session_id: str | None = Field(None, max_length=128)
+
+
+class IceCandidate(BaseModel):
+    type: str = Field(pattern="^ice-candidate$")
+    webrtc_id: str = Field(min_length=1, max_length=128)
+    candidate: dict[str, Any]
+
+
+def offer_router(assistant: Assistant, stream: Stream) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/webrtc/offer")
+    async def offer(request: Request) -> Any:
+        body = await _json_body(request)
+        if body.get("type") == "ice-candidate":
+            candidate = _parse(IceCandidate, body)
+            return await stream.handle_offer(candidate.model_dump(), set_outputs=stream.set_additional_outputs(candidate.webrtc_id))
+        parsed = _parse(Offer, body)
+        if not assistant.ready.is_set():
+            raise ApiError(503, "the server is starting: the model is not ready yet")
+        if parsed.session_id:
+            if not await assistant.store.session_exists(parsed.session_id):
+                raise ApiError(404, f"unknown session: {parsed.session_id}")
+            session_id = parsed.session_id
+        else:
+            session_id = await assistant.new_session()
+        if parsed.webrtc_id in stream.pcs or assistant.is_bound(parsed.webrtc_id):
+            raise ApiError(409, f"connection {parsed.webrtc_id} already exists")
+
+        assistant.bind(parsed.webrtc_id, session_id)
+        try:
+            answer = await stream.handle_offer(
+                {"sdp": parsed.sdp, "type": parsed.type, "webrtc_id": parsed.webrtc_id},
+                set_outputs=stream.set_additional_outputs(parsed.webrtc_id),
+            )
+        except Exception as exc:
+            assistant.unbind(parsed.webrtc_id)
+            pc = stream.pcs.pop(parsed.webrtc_id, None)
+            if pc is not None:
+                await pc.close()
+            stream.clean_up(parsed.webrtc_id)
+            logger.info("offer refused: %s", exc)
+            raise ApiError(400, f"malformed offer: {exc}") from exc
+        if isinstance(answer, JSONResponse):  # fastrtc reports refusals as 200 {"status": "failed"}
+            assistant.unbind(parsed.webrtc_id)
+            reason = _failure_reason(answer)
+            raise ApiError(_REFUSALS.get(reason, 400), reason)
+        return {**answer, "session_id": session_id}
+
+    return router
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > 2 * MAX_OFFER_BYTES:
+        raise ApiError(413, "offer too large")
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def _parse(model: type[M], body: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ApiError(400, f"malformed offer: {problems}") from exc
+
+
+def _failure_reason(response: JSONResponse) -> str:
+    body = json.loads(bytes(response.body))
+    return str(body.get("meta", {}).get("error", "offer refused"))
