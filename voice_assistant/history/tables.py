@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite stores no zone and hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
-    pass
+    type_annotation_map = {datetime: UtcDateTime}
 
 
 class SessionRow(Base):
     __tablename__ = "sessions"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(index=True)
     turns: Mapped[list[TurnRow]] = relationship(
         back_populates="session", cascade="all, delete-orphan", passive_deletes=True, order_by="TurnRow.index"
     )
@@ -38,11 +58,11 @@ class TurnRow(Base):
     reply_text: Mapped[str | None] = mapped_column(Text)
     interrupted: Mapped[bool] = mapped_column(default=False)
     error: Mapped[str | None] = mapped_column(Text)
-    speech_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    speech_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    turn_ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    first_delta_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    reply_done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    speech_start: Mapped[datetime]
+    speech_end: Mapped[datetime]
+    turn_ended_at: Mapped[datetime]
+    first_delta_at: Mapped[datetime | None]
+    reply_done_at: Mapped[datetime | None]
     context: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """What the model heard for this reply: which earlier turns as audio, which as text."""
     timings: Mapped[dict[str, float] | None] = mapped_column(JSON)

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -58,10 +58,13 @@ def api_router(assistant: Assistant) -> APIRouter:
             raise ApiError(404, str(exc)) from exc
         return Response(audio, media_type="audio/flac")
 
-    @router.get("/api/sessions/{session_id}/events", response_class=EventSourceResponse)
-    async def events(session_id: str) -> AsyncIterator[ServerSentEvent]:
+    async def known_session(session_id: str) -> str:
         if not await store.session_exists(session_id):
             raise ApiError(404, f"unknown session: {session_id}")
+        return session_id
+
+    @router.get("/api/sessions/{session_id}/events", response_class=EventSourceResponse)
+    async def events(session_id: str = Depends(known_session)) -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(comment="subscribed")
         async for event in assistant.hub.subscribe(session_id):
             yield ServerSentEvent(raw_data=event.to_json())

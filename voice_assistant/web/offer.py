@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any, TypeVar
 
+from aiortc.sdp import SessionDescription
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from fastrtc import Stream
@@ -44,6 +45,7 @@ def offer_router(assistant: Assistant, stream: Stream) -> APIRouter:
             candidate = _parse(IceCandidate, body)
             return await stream.handle_offer(candidate.model_dump(), set_outputs=stream.set_additional_outputs(candidate.webrtc_id))
         parsed = _parse(Offer, body)
+        _require_audio(parsed.sdp)
         if not assistant.ready.is_set():
             raise ApiError(503, "the server is starting: the model is not ready yet")
         if parsed.session_id:
@@ -97,6 +99,16 @@ def _parse(model: type[M], body: dict[str, Any]) -> M:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ApiError(400, f"malformed offer: {problems}") from exc
+
+
+def _require_audio(sdp: str) -> None:
+    """aiortc answers almost any text; an offer without an audio section would connect to nothing."""
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:
+        raise ApiError(400, f"malformed offer: unreadable SDP ({exc})") from exc
+    if not any(media.kind == "audio" for media in description.media):
+        raise ApiError(400, "malformed offer: the SDP has no audio section (send a microphone track)")
 
 
 def _failure_reason(response: JSONResponse) -> str:

@@ -1,0 +1,123 @@
+"""The client contract over real HTTP against a real server process: sessions API, offers, health."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.rtc_client import VoiceClient
+from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.integration
+
+ADMIN = "test-admin-token"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(
+        tmp_path_factory.mktemp("api"), env={"VA_ADMIN_TOKEN": ADMIN, "VA_MAX_SESSIONS": "2"}
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+def test_health_readiness_and_metrics(http: httpx.Client, server: ServerProcess) -> None:
+    assert http.get("/healthz").json() == {"status": "live"}
+    ready = http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    print(f"\nserve -> ready: {server.ready_after_s:.2f} s (process start to /readyz 200)")
+    metrics = http.get("/metrics").text
+    for name in ("va_turns_total", "va_endpointing_seconds_bucket", "va_reply_first_delta_seconds_bucket",
+                 "va_live_sessions", "va_errors_total"):
+        assert name in metrics
+
+
+def test_sessions_are_created_read_and_deleted(http: httpx.Client) -> None:
+    created = http.post("/api/sessions")
+    assert created.status_code == 201
+    session_id = created.json()["session_id"]
+    assert len(session_id) == 32
+    body = http.get(f"/api/sessions/{session_id}").json()
+    assert body["session_id"] == session_id and body["turns"] == [] and body["turn_count"] == 0
+    assert http.delete(f"/api/sessions/{session_id}").status_code == 204
+    gone = http.get(f"/api/sessions/{session_id}")
+    assert gone.status_code == 404 and "unknown session" in gone.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/sessions/0123456789abcdef0123456789abcdef"),
+        ("DELETE", "/api/sessions/0123456789abcdef0123456789abcdef"),
+        ("GET", "/api/sessions/nope/turns/0/audio"),
+        ("GET", "/api/sessions/nope/events"),
+    ],
+)
+def test_unknown_sessions_are_404_with_a_json_error(http: httpx.Client, method: str, path: str) -> None:
+    response = http.request(method, path)
+    assert response.status_code == 404
+    assert "error" in response.json()
+
+
+def test_a_missing_turn_is_404(http: httpx.Client) -> None:
+    session_id = http.post("/api/sessions").json()["session_id"]
+    response = http.get(f"/api/sessions/{session_id}/turns/0/audio")
+    assert response.status_code == 404 and "no turn 0" in response.json()["error"]
+
+
+def test_listing_sessions_needs_the_admin_token(http: httpx.Client) -> None:
+    session_id = http.post("/api/sessions").json()["session_id"]
+    assert http.get("/api/sessions").status_code == 401
+    assert http.get("/api/sessions", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    listed = http.get("/api/sessions", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert listed.status_code == 200
+    first = listed.json()["sessions"][0]
+    assert first["session_id"] == session_id and first["turn_count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"not json", 400, "not JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (b'{"type": "offer", "webrtc_id": "a"}', 400, "sdp"),
+        (b'{"sdp": "v=0", "type": "answer", "webrtc_id": "a"}', 400, "type"),
+        (b'{"sdp": "v=0", "type": "offer"}', 400, "webrtc_id"),
+        (b'{"sdp": "this is not sdp", "type": "offer", "webrtc_id": "b"}', 400, "no audio section"),
+        (b'{"sdp": "v=0\\r\\nm=audio x", "type": "offer", "webrtc_id": "d"}', 400, "malformed offer"),
+        (b'{"sdp": "' + b"a" * 200_000 + b'", "type": "offer", "webrtc_id": "c"}', 413, "too large"),
+    ],
+)
+def test_malformed_offers_get_a_clear_json_error(http: httpx.Client, body: bytes, status: int, message: str) -> None:
+    response = http.post("/webrtc/offer", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+async def test_an_offer_for_an_unknown_session_is_404(server: ServerProcess) -> None:
+    client = VoiceClient(server.url, session_id="f" * 32)
+    with pytest.raises(ConnectionRefusedError, match="404"):
+        await client.connect()
+    await client.close()
+
+
+async def test_connections_past_the_limit_are_refused_with_503(server: ServerProcess) -> None:
+    clients = [VoiceClient(server.url) for _ in range(3)]
+    try:
+        await clients[0].connect()
+        await clients[1].connect()
+        with pytest.raises(ConnectionRefusedError, match="503"):
+            await clients[2].connect()
+    finally:
+        for client in clients:
+            await client.close()

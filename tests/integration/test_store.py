@@ -1,0 +1,116 @@
+"""The history store on real databases: SQLite (default) and PostgreSQL (several instances)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from voice_assistant.audio.codec import decode
+from voice_assistant.errors import UnknownSession
+from voice_assistant.history.store import HistoryStore, NewTurn, ReplyOutcome
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def turn(seconds: float, value: float = 0.25, at: datetime = T0) -> NewTurn:
+    return NewTurn(
+        audio=np.full(int(seconds * 16_000), value, dtype=np.float32),
+        speech_start=at,
+        speech_end=at + timedelta(seconds=seconds),
+        turn_ended_at=at + timedelta(seconds=seconds + 0.5),
+        context={"audio_turns": [], "text_turns": [], "estimated_tokens": 10},
+    )
+
+
+async def test_a_turn_and_its_reply_round_trip(store: HistoryStore) -> None:
+    session_id = await store.create_session(now=T0)
+    assert len(session_id) == 32 and int(session_id, 16) >= 0
+    index = await store.add_turn(session_id, turn(1.5))
+    await store.finish_reply(
+        session_id,
+        index,
+        ReplyOutcome("Hi.", False, None, T0 + timedelta(seconds=2.2), T0 + timedelta(seconds=2.6), {"first_delta": 0.7}),
+    )
+    record = await store.get_session(session_id)
+    assert record.turn_count == 1
+    stored = record.turns[0]
+    assert (stored.index, stored.reply_text, stored.interrupted, stored.error) == (0, "Hi.", False, None)
+    assert stored.audio_seconds == pytest.approx(1.5)
+    assert stored.speech_end == T0 + timedelta(seconds=1.5)
+    assert stored.first_delta_at == T0 + timedelta(seconds=2.2)
+    assert stored.timings == {"first_delta": 0.7}
+    assert stored.context == {"audio_turns": [], "text_turns": [], "estimated_tokens": 10}
+    json = record.to_json()
+    assert json["turns"][0]["speech_start"] == "2026-11-25T12:00:00+00:00"
+    assert json["turns"][0]["transcript"] is None
+
+    samples, rate = decode(await store.turn_audio(session_id, 0))
+    assert rate == 16_000 and len(samples) == 24_000
+    assert np.allclose(samples, 0.25, atol=1e-4)
+
+
+async def test_indices_follow_each_other_even_when_written_at_once(store: HistoryStore) -> None:
+    session_id = await store.create_session(now=T0)
+    indices = await asyncio.gather(*(store.add_turn(session_id, turn(0.2)) for _ in range(6)))
+    assert sorted(indices) == list(range(6))
+    assert await store.turn_count(session_id) == 6
+
+
+async def test_recent_turns_are_oldest_first_with_audio_only_for_the_newest(store: HistoryStore) -> None:
+    session_id = await store.create_session(now=T0)
+    for i in range(5):
+        await store.add_turn(session_id, turn(0.5, value=i / 10))
+        await store.finish_reply(session_id, i, ReplyOutcome(f"r{i}", False, None, None, T0, {}))
+    recent = await store.recent_turns(session_id, limit=3, audio_for_last=2)
+    assert [t.index for t in recent] == [2, 3, 4]
+    assert recent[0].audio is None
+    assert recent[1].audio is not None and recent[1].audio[0] == pytest.approx(0.3, abs=1e-4)
+    assert [t.reply_text for t in recent] == ["r2", "r3", "r4"]
+
+
+async def test_unknown_sessions_are_refused(store: HistoryStore) -> None:
+    for call in (
+        store.get_session("0" * 32),
+        store.delete_session("0" * 32),
+        store.add_turn("0" * 32, turn(0.1)),
+        store.turn_audio("0" * 32, 0),
+    ):
+        with pytest.raises(UnknownSession):
+            await call
+    assert not await store.session_exists("0" * 32)
+
+
+async def test_a_missing_turn_of_a_known_session_is_a_lookup_error(store: HistoryStore) -> None:
+    session_id = await store.create_session(now=T0)
+    with pytest.raises(LookupError, match="no turn 3"):
+        await store.turn_audio(session_id, 3)
+
+
+async def test_listing_is_newest_first_with_turn_counts_and_delete_removes_everything(store: HistoryStore) -> None:
+    older = await store.create_session(now=T0)
+    newer = await store.create_session(now=T0 + timedelta(minutes=1))
+    await store.add_turn(older, turn(0.1))
+    await store.add_turn(older, turn(0.1))
+    listed = await store.list_sessions()
+    assert [(s.session_id, s.turn_count) for s in listed[:2]] == [(newer, 0), (older, 2)]
+    await store.delete_session(older)
+    assert not await store.session_exists(older)
+    assert await store.turn_count(older) == 0
+
+
+async def test_two_stores_on_one_database_see_each_other(store: HistoryStore) -> None:
+    """What several instances do: one writes, another (a new engine) reads."""
+    other = HistoryStore(str(store.engine.url.render_as_string(hide_password=False)))
+    try:
+        session_id = await store.create_session(now=T0)
+        await store.add_turn(session_id, turn(0.3))
+        assert (await other.get_session(session_id)).turn_count == 1
+        assert await other.add_turn(session_id, turn(0.3)) == 1
+        assert await store.turn_count(session_id) == 2
+    finally:
+        other.close()
