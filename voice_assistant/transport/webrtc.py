@@ -48,6 +48,7 @@ class VoiceHandler(AsyncStreamHandler):
         self._outbox: asyncio.Queue[AdditionalOutputs | None] = asyncio.Queue()
         self._ui: UiTranscript | None = None
         self._closed = False
+        self._audio_problem: str | None = None
         self.live: set[VoiceHandler] = live if live is not None else set()
 
     def copy(self) -> VoiceHandler:
@@ -79,7 +80,9 @@ class VoiceHandler(AsyncStreamHandler):
 
     async def _session_from_ui(self) -> tuple[str, str | None]:
         await self.wait_for_args()
-        requested = str(self.latest_args[1]).strip() if len(self.latest_args) > 1 and self.latest_args[1] else ""
+        # fastrtc prefixes the UI inputs with the WebRTC value, itself behind a marker when it is a bare id.
+        inputs = self.latest_args[2:] if self.latest_args[0] == "__webrtc_value__" else self.latest_args[1:]
+        requested = str(inputs[0] or "").strip() if inputs else ""
         if requested:
             if await self._assistant.store.session_exists(requested):
                 return requested, None
@@ -102,7 +105,9 @@ class VoiceHandler(AsyncStreamHandler):
         try:
             samples = self._to_model_rate(to_float32_mono(array), rate)
         except VoiceAssistantError as exc:
-            self._publish(ErrorRaised(message=str(exc)))
+            if str(exc) != self._audio_problem:  # once per problem, not once per 20 ms frame
+                self._audio_problem = str(exc)
+                self._publish(ErrorRaised(message=str(exc)))
             return
         for event in self._segmenter.feed(samples):
             # Audio time -> wall time: the newest sample arrived at `arrived`.

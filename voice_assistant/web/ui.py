@@ -21,7 +21,9 @@ def build_ui(handler: VoiceHandler, settings: Settings) -> gr.Blocks:
         gr.Markdown(_INTRO)
         with gr.Row():
             with gr.Column(scale=1):
-                microphone = WebRTC(label="Microphone", mode="send-receive", modality="audio", elem_id="microphone")
+                microphone = WebRTC(
+                    label="Microphone", mode="send-receive", modality="audio", elem_id="microphone", full_screen=False
+                )
                 session_box = gr.Textbox(
                     label="Session id",
                     placeholder="empty: a new session; paste an id to resume",

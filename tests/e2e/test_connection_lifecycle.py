@@ -1,0 +1,80 @@
+"""What a connection costs and leaves behind: an idle one, and one that vanishes mid-reply."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.support.rtc_client import VoiceClient
+from tests.support.server import ServerProcess
+from tests.support.speech import RATE, Utterance
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    # Long replies (a tiny model takes seconds for 4000 tokens) so that there is time to vanish mid-reply.
+    process = ServerProcess(tmp_path_factory.mktemp("lifecycle"), env={"VA_MAX_NEW_TOKENS": "4000"})
+    process.start()
+    yield process
+    process.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cpu_share(pid: int, seconds: float) -> float:
+    before, start = cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - start)
+
+
+async def test_a_connected_silent_session_costs_almost_nothing(server: ServerProcess) -> None:
+    assert server.process is not None
+    idle_server = await cpu_share(server.process.pid, 4.0)
+    client = VoiceClient(server.url)
+    await client.connect()
+    await asyncio.sleep(1.0)
+    connected = await cpu_share(server.process.pid, 8.0)
+    await client.close()
+    print(f"\nserver CPU: idle {idle_server:.1%} of a core, one silent connection {connected:.1%}")
+    assert idle_server < 0.03  # nothing polls while nobody is connected
+    assert connected < 0.12  # decoding 50 Opus frames/s and 31 VAD frames/s, no busy loop
+
+
+async def test_a_client_that_vanishes_mid_reply_leaves_the_reply_so_far_stored(server: ServerProcess) -> None:
+    client = VoiceClient(server.url)
+    await client.connect()
+    client.microphone.play(Utterance(("Tell me everything", "you know."), inner_pause=0.3).audio())
+    client.microphone.play(np.zeros(RATE * 2, dtype=np.float32))
+    await client.wait_for("reply_delta", 3, timeout=20)
+    await client.close()  # gone, mid-reply
+    received = "".join(r.message["data"]["text"] for r in client.events("reply_delta"))
+
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for _ in range(100):
+            turn = (await http.get(f"/api/sessions/{client.session_id}")).json()["turns"][0]
+            if turn["reply_done_at"]:
+                break
+            await asyncio.sleep(0.1)
+        metrics = (await http.get("/metrics")).text
+    assert turn["interrupted"] is True
+    assert turn["reply_text"].startswith(received) and len(turn["reply_text"]) < 4000
+    assert "va_live_sessions 0.0" in metrics
+
+    # The server goes on: a new connection gets a reply.
+    again = VoiceClient(server.url)
+    await again.connect()
+    again.microphone.play(Utterance(("Hello.",)).audio())
+    again.microphone.play(np.zeros(RATE, dtype=np.float32))
+    await again.wait_for("reply_delta", 1, timeout=20)
+    await again.close()
