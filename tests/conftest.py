@@ -25,7 +25,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_lm(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
 
-    return TransformersAudioLM.load(str(tiny_model_dir), device="cpu", options=GenerationOptions(max_new_tokens=12))
+    return TransformersAudioLM.load(
+        str(tiny_model_dir), device="cpu", options=GenerationOptions(max_new_tokens=12)
+    )
 
 
 @pytest.fixture(scope="session")

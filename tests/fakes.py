@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -18,8 +19,6 @@ class FakeAudioLM:
     replies: list[list[str] | Exception]
     delay: float = 0.0
     name: str = "fake"
-    audio_tokens_per_second: float = 25.0
-    max_clip_seconds: float = 30.0
     heard: list[Sequence[Message]] = field(default_factory=list)
     stopped: int = 0
 
@@ -37,8 +36,16 @@ class FakeAudioLM:
             self.stopped += 1
             raise
 
+    def audio_tokens(self, seconds: float) -> int:
+        return audio_tokens_25_per_second(seconds)
+
     async def warm_up(self) -> None:
         return None
+
+
+def audio_tokens_25_per_second(seconds: float) -> int:
+    """Qwen2-Audio's rate, as a window policy's token counter."""
+    return math.ceil(seconds * 25) + 8
 
 
 def failing(message: str = "the GPU fell over") -> ModelError:

@@ -106,8 +106,7 @@ class Assistant:
             audio_turns=self.settings.history_audio_turns,
             max_turns=self.settings.history_max_turns,
             token_budget=self.settings.history_token_budget,
-            audio_tokens_per_second=self.model.audio_tokens_per_second,
-            max_clip_seconds=self.model.max_clip_seconds,
+            audio_tokens=self.model.audio_tokens,
         )
 
     async def open_conversation(self, session_id: str, publish: Publish) -> Conversation:

@@ -50,15 +50,21 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="hub id, local path, or 'tiny' (env VA_MODEL)")
     serve.add_argument("--host", help="bind address (env VA_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (env VA_PORT, default 7860)")
-    serve.add_argument("--database-url", help="SQLAlchemy URL (env VA_DATABASE_URL, default SQLite in the data dir)")
+    serve.add_argument(
+        "--database-url", help="SQLAlchemy URL (env VA_DATABASE_URL, default SQLite in the data dir)"
+    )
     serve.add_argument("--data-dir", type=Path, help="data directory (env VA_DATA_DIR)")
     serve.add_argument("--device", help="'auto', 'cpu', 'cuda', 'cuda:1' (env VA_DEVICE)")
     serve.add_argument("--min-silence-ms", type=int, help="silence that ends a turn (env VA_MIN_SILENCE_MS)")
     serve.set_defaults(run=_serve)
 
-    tiny = commands.add_parser("make-tiny-model", help="build a tiny random checkpoint of a real architecture")
+    tiny = commands.add_parser(
+        "make-tiny-model", help="build a tiny random checkpoint of a real architecture"
+    )
     tiny.add_argument("directory")
-    tiny.add_argument("--family", default=Settings.model_fields["tiny_family"].default, help="transformers model_type")
+    tiny.add_argument(
+        "--family", default=Settings.model_fields["tiny_family"].default, help="transformers model_type"
+    )
     tiny.set_defaults(run=_make_tiny_model)
     return root
 

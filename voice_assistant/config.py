@@ -10,8 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"
 DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful voice assistant. You hear the user speak. "
-    "Answer briefly, in plain spoken sentences."
+    "You are a helpful voice assistant. You hear the user speak. Answer briefly, in plain spoken sentences."
 )
 
 
@@ -23,7 +22,7 @@ class Settings(BaseSettings):
     # -- model
     model: str = Field(
         DEFAULT_MODEL,
-        description="Hub id or local path of an audio-language model, or 'tiny' for a random local checkpoint.",
+        description="Hub id or local path of an audio-language model, or 'tiny' (a random local checkpoint).",
     )
     tiny_family: str = Field("qwen2_audio", description="Architecture of the checkpoint that 'tiny' builds.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1' ...")

@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -39,17 +40,26 @@ def microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Chromium loops this file: one sentence, then silence long enough to end the turn."""
     path = tmp_path_factory.mktemp("mic") / "speech.wav"
     silence = np.zeros(RATE, dtype=np.float32)
-    sf.write(path, np.concatenate([silence, speak("Hello there, how are you today?"), silence, silence]), RATE)
+    sf.write(
+        path, np.concatenate([silence, speak("Hello there, how are you today?"), silence, silence]), RATE
+    )
     return path
 
 
+def click_button(browser: WebDriver, label: str) -> bool:
+    """Click the microphone component's button with this label; the component re-renders, so look again."""
+    try:
+        microphone = browser.find_element(By.ID, "microphone")
+        button = next(b for b in microphone.find_elements(By.TAG_NAME, "button") if label in b.text)
+        button.click()
+    except (StopIteration, StaleElementReferenceException):
+        return False
+    return True
+
+
 def start_talking(browser: WebDriver) -> None:
-    microphone = browser.find_element(By.ID, "microphone")
-    microphone.find_element(By.TAG_NAME, "button").click()  # "Click to Access Microphone"
-    WebDriverWait(browser, 10).until(
-        lambda _: any("Record" in b.text for b in microphone.find_elements(By.TAG_NAME, "button"))
-    )
-    next(b for b in microphone.find_elements(By.TAG_NAME, "button") if "Record" in b.text).click()
+    WebDriverWait(browser, 10).until(lambda b: click_button(b, "Access Microphone"))
+    WebDriverWait(browser, 10).until(lambda b: click_button(b, "Record"))
 
 
 def session_box(browser: WebDriver) -> str:
@@ -64,7 +74,9 @@ def user_turns_shown(browser: WebDriver) -> int:
     return len(re.findall(r"turn \d+ \(", browser.find_element(By.ID, "chat").text))
 
 
-def test_the_ui_talks_shows_the_session_and_resumes_it(server: ServerProcess, microphone: Path, tmp_path: Path) -> None:
+def test_the_ui_talks_shows_the_session_and_resumes_it(
+    server: ServerProcess, microphone: Path, tmp_path: Path
+) -> None:
     browser = chromium(microphone)
     try:
         browser.get(server.url)
@@ -72,7 +84,9 @@ def test_the_ui_talks_shows_the_session_and_resumes_it(server: ServerProcess, mi
         start_talking(browser)
         WebDriverWait(browser, 30).until(lambda b: re.fullmatch(r"[0-9a-f]{32}", session_box(b)))
         session_id = session_box(browser)
-        WebDriverWait(browser, 30).until(lambda b: user_turns_shown(b) >= 1 and "turn 0" in b.find_element(By.ID, "chat").text)
+        WebDriverWait(browser, 30).until(
+            lambda b: user_turns_shown(b) >= 1 and "turn 0" in b.find_element(By.ID, "chat").text
+        )
         time.sleep(1.0)  # let the first reply stream in
         browser.save_screenshot(str(tmp_path / "ui.png"))
 

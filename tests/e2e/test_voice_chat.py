@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -103,7 +102,6 @@ async def test_a_conversation_survives_a_restart_and_a_reconnect_remembers_it(se
     # The model heard the earlier turns: the newest three as audio (K = 4 with the new one), the rest as text.
     assert final["turns"][-1]["context"]["audio_turns"] == [1, 2, 3]
     assert final["turns"][-1]["context"]["text_turns"] == [0]
-    Path(server.data_dir / "e2e-endpointing.json").write_text(json.dumps(endpointing))
 
 
 async def test_the_events_also_stream_over_sse(server: ServerProcess) -> None:

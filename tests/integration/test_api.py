@@ -37,8 +37,13 @@ def test_health_readiness_and_metrics(http: httpx.Client, server: ServerProcess)
     assert ready.status_code == 200 and ready.json()["ready"] is True
     print(f"\nserve -> ready: {server.ready_after_s:.2f} s (process start to /readyz 200)")
     metrics = http.get("/metrics").text
-    for name in ("va_turns_total", "va_endpointing_seconds_bucket", "va_reply_first_delta_seconds_bucket",
-                 "va_live_sessions", "va_errors_total"):
+    for name in (
+        "va_turns_total",
+        "va_endpointing_seconds_bucket",
+        "va_reply_first_delta_seconds_bucket",
+        "va_live_sessions",
+        "va_errors_total",
+    ):
         assert name in metrics
 
 
@@ -98,7 +103,9 @@ def test_listing_sessions_needs_the_admin_token(http: httpx.Client) -> None:
         (b'{"sdp": "' + b"a" * 200_000 + b'", "type": "offer", "webrtc_id": "c"}', 413, "too large"),
     ],
 )
-def test_malformed_offers_get_a_clear_json_error(http: httpx.Client, body: bytes, status: int, message: str) -> None:
+def test_malformed_offers_get_a_clear_json_error(
+    http: httpx.Client, body: bytes, status: int, message: str
+) -> None:
     response = http.post("/webrtc/offer", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == status
     assert message in response.json()["error"]

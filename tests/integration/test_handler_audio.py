@@ -58,22 +58,34 @@ async def connect(assistant: Assistant) -> tuple[VoiceHandler, Channel, str]:
     return handler, channel, session_id
 
 
-def frames(rate: int, channels: int, dtype: str, seconds_of_silence: float = 1.2) -> list[tuple[int, np.ndarray]]:
-    speech = np.concatenate([np.zeros(RATE // 2, np.float32), speak("Hello there, how are you?"),
-                             np.zeros(int(seconds_of_silence * RATE), np.float32)])
+def frames(
+    rate: int, channels: int, dtype: str, seconds_of_silence: float = 1.2
+) -> list[tuple[int, np.ndarray]]:
+    speech = np.concatenate(
+        [
+            np.zeros(RATE // 2, np.float32),
+            speak("Hello there, how are you?"),
+            np.zeros(int(seconds_of_silence * RATE), np.float32),
+        ]
+    )
     audio = soxr.resample(speech, RATE, rate).astype(np.float32)
     if dtype == "int16":
         audio = (audio * 32767).astype(np.int16)
     chunk = rate // 50
     return [
-        (rate, np.stack([audio[i : i + chunk]] * channels))
-        for i in range(0, len(audio) - chunk + 1, chunk)
+        (rate, np.stack([audio[i : i + chunk]] * channels)) for i in range(0, len(audio) - chunk + 1, chunk)
     ]
 
 
 @pytest.mark.parametrize(
     ("rate", "channels", "dtype"),
-    [(48_000, 1, "int16"), (8_000, 2, "int16"), (44_100, 1, "float32"), (16_000, 2, "float32"), (22_050, 6, "int16")],
+    [
+        (48_000, 1, "int16"),
+        (8_000, 2, "int16"),
+        (44_100, 1, "float32"),
+        (16_000, 2, "float32"),
+        (22_050, 6, "int16"),
+    ],
 )
 async def test_speech_at_any_rate_and_channel_count_becomes_one_stored_turn(
     assistant: Assistant, rate: int, channels: int, dtype: str

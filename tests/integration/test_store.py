@@ -34,7 +34,9 @@ async def test_a_turn_and_its_reply_round_trip(store: HistoryStore) -> None:
     await store.finish_reply(
         session_id,
         index,
-        ReplyOutcome("Hi.", False, None, T0 + timedelta(seconds=2.2), T0 + timedelta(seconds=2.6), {"first_delta": 0.7}),
+        ReplyOutcome(
+            "Hi.", False, None, T0 + timedelta(seconds=2.2), T0 + timedelta(seconds=2.6), {"first_delta": 0.7}
+        ),
     )
     record = await store.get_session(session_id)
     assert record.turn_count == 1
@@ -91,7 +93,9 @@ async def test_a_missing_turn_of_a_known_session_is_a_lookup_error(store: Histor
         await store.turn_audio(session_id, 3)
 
 
-async def test_listing_is_newest_first_with_turn_counts_and_delete_removes_everything(store: HistoryStore) -> None:
+async def test_listing_is_newest_first_with_turn_counts_and_delete_removes_everything(
+    store: HistoryStore,
+) -> None:
     older = await store.create_session(now=T0)
     newer = await store.create_session(now=T0 + timedelta(minutes=1))
     await store.add_turn(older, turn(0.1))

@@ -43,7 +43,9 @@ def recording(script: list[Utterance], lead: float = 0.7) -> tuple[np.ndarray, l
     return np.concatenate(parts), truth
 
 
-def segment(silero: SileroModel, audio: np.ndarray, turn_params: TurnParams, chunk: int = 320) -> list[tuple[float, object]]:
+def segment(
+    silero: SileroModel, audio: np.ndarray, turn_params: TurnParams, chunk: int = 320
+) -> list[tuple[float, object]]:
     """Feed 20 ms chunks as WebRTC delivers them; note when (in audio time) each event was decided."""
     segmenter = TurnSegmenter(silero.stream(), turn_params, pad_frames=6)
     decided = []
@@ -58,7 +60,9 @@ def test_every_turn_is_found_once_without_splitting_sentences(silero: SileroMode
     events = segment(silero, audio, params())
     began = [e for _, e in events if isinstance(e, TurnBegan)]
     ended = [(at, e) for at, e in events if isinstance(e, TurnAudio)]
-    assert len(began) == len(ended) == len(truth), [(at, e.start_sample / RATE, e.end_sample / RATE) for at, e in ended]
+    assert len(began) == len(ended) == len(truth), [
+        (at, e.start_sample / RATE, e.end_sample / RATE) for at, e in ended
+    ]
 
     for (start, end), (decided_at, turn) in zip(truth, ended, strict=True):
         assert turn.reason is EndReason.SILENCE
@@ -71,13 +75,23 @@ def test_every_turn_is_found_once_without_splitting_sentences(silero: SileroMode
 
 
 def test_a_shorter_silence_setting_splits_at_long_inner_pauses(silero: SileroModel) -> None:
-    audio, truth = recording([Utterance(("Can you tell me", "a short story"), inner_pause=0.6, gap_after=1.0)])
-    assert len([e for _, e in segment(silero, audio, params(min_silence_ms=550)) if isinstance(e, TurnAudio)]) == 1
-    assert len([e for _, e in segment(silero, audio, params(min_silence_ms=300)) if isinstance(e, TurnAudio)]) == 2
+    audio, truth = recording(
+        [Utterance(("Can you tell me", "a short story"), inner_pause=0.6, gap_after=1.0)]
+    )
+    assert (
+        len([e for _, e in segment(silero, audio, params(min_silence_ms=550)) if isinstance(e, TurnAudio)])
+        == 1
+    )
+    assert (
+        len([e for _, e in segment(silero, audio, params(min_silence_ms=300)) if isinstance(e, TurnAudio)])
+        == 2
+    )
 
 
 def test_an_overlong_turn_is_cut_at_the_maximum_and_nothing_is_lost(silero: SileroModel) -> None:
-    long_turn = Utterance(("one two three four five six seven eight nine ten",) * 2, inner_pause=0.1, gap_after=1.0)
+    long_turn = Utterance(
+        ("one two three four five six seven eight nine ten",) * 2, inner_pause=0.1, gap_after=1.0
+    )
     audio, truth = recording([long_turn])
     assert truth[0][1] - truth[0][0] > 5.0
     turns = [e for _, e in segment(silero, audio, params(max_turn_seconds=2.5)) if isinstance(e, TurnAudio)]

@@ -109,7 +109,11 @@ class VoiceClient:
             self._new_message.set()
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        body: dict[str, Any] = {"sdp": self.pc.localDescription.sdp, "type": "offer", "webrtc_id": self.webrtc_id}
+        body: dict[str, Any] = {
+            "sdp": self.pc.localDescription.sdp,
+            "type": "offer",
+            "webrtc_id": self.webrtc_id,
+        }
         if self.session_id:
             body["session_id"] = self.session_id
         async with httpx.AsyncClient(base_url=self.base_url, timeout=timeout) as http:
@@ -124,14 +128,20 @@ class VoiceClient:
 
     def events(self, kind: str | None = None) -> list[Received]:
         contract = {"turn_started", "turn_ended", "reply_delta", "reply_done", "error"}
-        return [m for m in self.messages if m.message.get("type") in contract and (kind is None or m.message["type"] == kind)]
+        return [
+            m
+            for m in self.messages
+            if m.message.get("type") in contract and (kind is None or m.message["type"] == kind)
+        ]
 
     async def wait_for(self, kind: str, count: int, *, timeout: float) -> list[Received]:
         deadline = time.monotonic() + timeout
         while len(self.events(kind)) < count:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{len(self.events(kind))}/{count} {kind} events after {timeout} s: {self.events()}")
+                raise TimeoutError(
+                    f"{len(self.events(kind))}/{count} {kind} events after {timeout} s: {self.events()}"
+                )
             self._new_message.clear()
             try:
                 await asyncio.wait_for(self._new_message.wait(), remaining)

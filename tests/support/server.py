@@ -20,7 +20,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.env = env or {}
@@ -36,7 +38,16 @@ class ServerProcess:
     def start(self, *, timeout: float = 120.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        command = [sys.executable, "-m", "voice_assistant", "serve", "--model", "tiny", "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "voice_assistant",
+            "serve",
+            "--model",
+            "tiny",
+            "--port",
+            str(self.port),
+        ]
         started = time.monotonic()
         self.process = subprocess.Popen(
             [*command, "--data-dir", str(self.data_dir), *self.args],

@@ -19,7 +19,9 @@ RATE = 16_000
 def require_espeak() -> str:
     path = shutil.which("espeak-ng")
     if path is None:
-        raise RuntimeError("espeak-ng is not installed: run `bash .ci/run` or `apt-get install -y espeak-ng sox`")
+        raise RuntimeError(
+            "espeak-ng is not installed: run `bash .ci/run` or `apt-get install -y espeak-ng sox`"
+        )
     return path
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from tests.fakes import EventLog, FakeAudioLM, failing
+from tests.fakes import EventLog, FakeAudioLM, audio_tokens_25_per_second, failing
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioPart
@@ -22,8 +22,7 @@ POLICY = WindowPolicy(
     audio_turns=4,
     max_turns=16,
     token_budget=8000,
-    audio_tokens_per_second=25,
-    max_clip_seconds=30,
+    audio_tokens=audio_tokens_25_per_second,
 )
 
 
@@ -60,24 +59,42 @@ async def test_each_turn_is_committed_then_answered_in_contract_order(sqlite_sto
     await conversation.close()
 
     assert [(e.type, e.turn) for e in log.events] == [  # type: ignore[attr-defined]
-        ("turn_started", 0), ("turn_ended", 0), ("reply_delta", 0), ("reply_delta", 0), ("reply_done", 0),
-        ("turn_started", 1), ("turn_ended", 1), ("reply_delta", 1), ("reply_done", 1),
+        ("turn_started", 0),
+        ("turn_ended", 0),
+        ("reply_delta", 0),
+        ("reply_delta", 0),
+        ("reply_done", 0),
+        ("turn_started", 1),
+        ("turn_ended", 1),
+        ("reply_delta", 1),
+        ("reply_done", 1),
     ]
     done = log.of("reply_done")[0]
     assert done.text == "Hello." and not done.interrupted  # type: ignore[attr-defined]
     assert set(done.timings) == {"end_of_turn", "turn_ended", "first_delta", "reply_done"}  # type: ignore[attr-defined]
 
     record = await sqlite_store.get_session(conversation.session_id)
-    assert [(t.index, t.reply_text, t.interrupted) for t in record.turns] == [(0, "Hello.", False), (1, "Fine.", False)]
-    assert record.turns[1].context == {"audio_turns": [0], "text_turns": [], "estimated_tokens": pytest.approx(91, abs=20)}
+    assert [(t.index, t.reply_text, t.interrupted) for t in record.turns] == [
+        (0, "Hello.", False),
+        (1, "Fine.", False),
+    ]
+    assert record.turns[1].context == {
+        "audio_turns": [0],
+        "text_turns": [],
+        "estimated_tokens": pytest.approx(91, abs=20),
+    }
     # The second reply heard the first turn's audio and reply, then its own audio.
     heard = lm.heard[1]
     assert [m.role for m in heard] == ["system", "user", "assistant", "user"]
-    assert isinstance(heard[1].parts[0], AudioPart) and heard[1].parts[0].samples[0] == pytest.approx(0.1, abs=1e-4)
+    assert isinstance(heard[1].parts[0], AudioPart) and heard[1].parts[0].samples[0] == pytest.approx(
+        0.1, abs=1e-4
+    )
     assert heard[2].text == "Hello."
 
 
-async def test_a_model_that_raises_gives_an_error_event_and_the_session_goes_on(sqlite_store: HistoryStore) -> None:
+async def test_a_model_that_raises_gives_an_error_event_and_the_session_goes_on(
+    sqlite_store: HistoryStore,
+) -> None:
     lm = FakeAudioLM([failing("out of memory"), ["Still here."]])
     log = EventLog()
     conversation = await open_conversation(sqlite_store, lm, log)
@@ -94,7 +111,9 @@ async def test_a_model_that_raises_gives_an_error_event_and_the_session_goes_on(
     assert turns[1].reply_text == "Still here." and turns[1].error is None
 
 
-async def test_speech_during_a_reply_interrupts_it_and_keeps_what_was_said(sqlite_store: HistoryStore) -> None:
+async def test_speech_during_a_reply_interrupts_it_and_keeps_what_was_said(
+    sqlite_store: HistoryStore,
+) -> None:
     lm = FakeAudioLM([["one ", "two ", "three ", "four ", "five"], ["ok"]], delay=0.05)
     log = EventLog()
     conversation = await open_conversation(sqlite_store, lm, log)
@@ -112,7 +131,9 @@ async def test_speech_during_a_reply_interrupts_it_and_keeps_what_was_said(sqlit
     assert turns[1].reply_text == "ok" and not turns[1].interrupted
 
 
-async def test_a_vanished_client_leaves_the_reply_so_far_stored_and_no_task_behind(sqlite_store: HistoryStore) -> None:
+async def test_a_vanished_client_leaves_the_reply_so_far_stored_and_no_task_behind(
+    sqlite_store: HistoryStore,
+) -> None:
     lm = FakeAudioLM([["a", "b", "c", "d", "e", "f"]], delay=0.05)
     log = EventLog()
     before = asyncio.all_tasks()

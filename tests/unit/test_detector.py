@@ -8,7 +8,9 @@ from voice_assistant.turn.detector import EndReason, SpeechEnded, SpeechStarted,
 
 pytestmark = pytest.mark.unit
 
-PARAMS = TurnParams(threshold=0.5, neg_threshold=0.35, min_speech_frames=3, min_silence_frames=5, max_turn_frames=40)
+PARAMS = TurnParams(
+    threshold=0.5, neg_threshold=0.35, min_speech_frames=3, min_silence_frames=5, max_turn_frames=40
+)
 
 
 def run(probabilities: list[float], params: TurnParams = PARAMS) -> list[tuple[int, object]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.fakes import audio_tokens_25_per_second
 from voice_assistant.history.store import PastTurn
 from voice_assistant.model.base import AudioPart, TextPart
 from voice_assistant.session.window import WindowPolicy, build_window
@@ -18,8 +19,7 @@ def policy(**overrides: object) -> WindowPolicy:
         "audio_turns": 3,
         "max_turns": 10,
         "token_budget": 100_000,
-        "audio_tokens_per_second": 25.0,
-        "max_clip_seconds": 30.0,
+        "audio_tokens": audio_tokens_25_per_second,
     }
     values.update(overrides)
     return WindowPolicy(**values)  # type: ignore[arg-type]
@@ -60,7 +60,9 @@ def test_a_turn_whose_audio_was_not_loaded_is_heard_as_text() -> None:
 def test_the_budget_drops_the_oldest_turns_first() -> None:
     # Each past audio turn costs 25 * 10 + 8 audio tokens plus its reply: only the newest fit.
     window = build_window(
-        policy(token_budget=900, audio_turns=10), past(6, seconds=10.0), np.zeros(16_000 * 10, dtype=np.float32)
+        policy(token_budget=900, audio_turns=10),
+        past(6, seconds=10.0),
+        np.zeros(16_000 * 10, dtype=np.float32),
     )
     assert window.context["audio_turns"] == [4, 5]
     assert window.context["estimated_tokens"] <= 900

@@ -19,7 +19,9 @@ def to_float32_mono(data: npt.NDArray[np.generic]) -> Samples:
     """Accept 1-D mono or 2-D planar `(channels, samples)` audio of an integer or float dtype."""
     array = np.asarray(data)
     if array.ndim == 2 and array.shape[0] > MAX_CHANNELS:
-        raise BadAudio(f"expected (channels, samples) with at most {MAX_CHANNELS} channels, got {array.shape}")
+        raise BadAudio(
+            f"expected (channels, samples) with at most {MAX_CHANNELS} channels, got {array.shape}"
+        )
     if array.ndim not in (1, 2):
         raise BadAudio(f"expected 1-D or 2-D audio, got shape {array.shape}")
     if array.dtype == np.int16:

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
+from sqlalchemy import CursorResult, Engine, create_engine, delete, event, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker, undefer
 
@@ -201,7 +201,9 @@ class HistoryStore:
     async def list_sessions(self, *, limit: int = 100, offset: int = 0) -> list[SessionRecord]:
         def work(s: Session) -> list[SessionRecord]:
             counts = (
-                select(TurnRow.session_id, func.count(TurnRow.id).label("n")).group_by(TurnRow.session_id).subquery()
+                select(TurnRow.session_id, func.count(TurnRow.id).label("n"))
+                .group_by(TurnRow.session_id)
+                .subquery()
             )
             rows = s.execute(
                 select(SessionRow, func.coalesce(counts.c.n, 0))
@@ -217,7 +219,8 @@ class HistoryStore:
     async def delete_session(self, session_id: str) -> None:
         def work(s: Session) -> None:
             s.execute(delete(TurnRow).where(TurnRow.session_id == session_id))
-            if s.execute(delete(SessionRow).where(SessionRow.id == session_id)).rowcount == 0:
+            deleted = s.execute(delete(SessionRow).where(SessionRow.id == session_id))
+            if cast(CursorResult[Any], deleted).rowcount == 0:
                 raise UnknownSession(session_id)
 
         await self._run(work)
@@ -237,7 +240,9 @@ class HistoryStore:
         def work(s: Session) -> int:
             if s.get(SessionRow, session_id) is None:
                 raise UnknownSession(session_id)
-            index = s.scalar(select(func.coalesce(func.max(TurnRow.index) + 1, 0)).where(TurnRow.session_id == session_id))
+            index = s.scalar(
+                select(func.coalesce(func.max(TurnRow.index) + 1, 0)).where(TurnRow.session_id == session_id)
+            )
             s.add(
                 TurnRow(
                     session_id=session_id,
@@ -250,7 +255,9 @@ class HistoryStore:
                     context=turn.context,
                 )
             )
-            s.execute(update(SessionRow).where(SessionRow.id == session_id).values(updated_at=turn.turn_ended_at))
+            s.execute(
+                update(SessionRow).where(SessionRow.id == session_id).values(updated_at=turn.turn_ended_at)
+            )
             return int(index or 0)
 
         for attempt in range(5):
@@ -284,11 +291,16 @@ class HistoryStore:
 
         def work(s: Session) -> list[PastTurn]:
             rows: Sequence[TurnRow] = s.scalars(
-                select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.index.desc()).limit(limit)
+                select(TurnRow)
+                .where(TurnRow.session_id == session_id)
+                .order_by(TurnRow.index.desc())
+                .limit(limit)
             ).all()
             wanted = [row.id for row in rows[:audio_for_last]]
             blobs: dict[int, bytes] = (
-                dict(s.execute(select(TurnRow.id, TurnRow.audio).where(TurnRow.id.in_(wanted))).tuples().all())
+                dict(
+                    s.execute(select(TurnRow.id, TurnRow.audio).where(TurnRow.id.in_(wanted))).tuples().all()
+                )
                 if wanted
                 else {}
             )
@@ -308,7 +320,9 @@ class HistoryStore:
     async def turn_audio(self, session_id: str, index: int) -> bytes:
         def work(s: Session) -> bytes:
             row = s.scalar(
-                select(TurnRow).options(undefer(TurnRow.audio)).where(TurnRow.session_id == session_id, TurnRow.index == index)
+                select(TurnRow)
+                .options(undefer(TurnRow.audio))
+                .where(TurnRow.session_id == session_id, TurnRow.index == index)
             )
             if row is None:
                 if s.get(SessionRow, session_id) is None:

@@ -50,8 +50,10 @@ class AudioLM(Protocol):
     """
 
     name: str
-    audio_tokens_per_second: float
-    max_clip_seconds: float
+
+    def audio_tokens(self, seconds: float) -> int:
+        """Prompt tokens that a clip of this length costs (the history window's budget counts them)."""
+        ...
 
     def stream_reply(self, messages: Sequence[Message]) -> AsyncIterator[str]: ...
 

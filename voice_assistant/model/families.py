@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import math
 from dataclasses import dataclass
+
+from voice_assistant.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -17,7 +21,31 @@ class Family:
     audio_tokens_per_second: float
     """Prompt tokens per second of audio, for the history window's budget."""
     max_clip_seconds: float
-    """Longest audio clip the encoder takes at once; longer turns are trimmed to their end."""
+    """Longest clip of one turn the model takes (the encoder's window, or more where the processor splits
+    long audio into windows); longer turns are trimmed to their end."""
+    audio_in_chat: bool = False
+    """True: each clip rides inside the chat and the processor's `apply_chat_template` tokenizes both
+    (Voxtral: mistral-common's Tekken has no text template). False: the chat template renders text with
+    audio placeholders and the processor takes the clips beside it."""
+    audio_pad_seconds: float = 0.0
+    """Clips are padded up to a multiple of this many seconds in the prompt (0: no padding)."""
+    extra: str | None = None
+    """The `voice-assistant[...]` extra that brings `modules`, the packages its processor needs."""
+    modules: tuple[str, ...] = ()
+
+    def audio_tokens(self, seconds: float) -> int:
+        """Prompt tokens of a clip of this length, for the history window's budget."""
+        seconds = min(seconds, self.max_clip_seconds)
+        if self.audio_pad_seconds:
+            seconds = math.ceil(seconds / self.audio_pad_seconds) * self.audio_pad_seconds
+        return math.ceil(seconds * self.audio_tokens_per_second) + 8  # + the clip's markers and label
+
+    def check_installed(self) -> None:
+        missing = [name for name in self.modules if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ModelError(
+                f"{self.title} needs {', '.join(missing)}: pip install 'voice-assistant[{self.extra}]'"
+            )
 
 
 FAMILIES: dict[str, Family] = {
@@ -32,6 +60,24 @@ FAMILIES: dict[str, Family] = {
             audio_tokens_per_second=25.0,
             max_clip_seconds=30.0,
         ),
+        Family(
+            model_type="voxtral",
+            title="Voxtral-Mini-3B-2507",
+            licence="Apache-2.0",
+            parameters="4.7B",
+            # Mistral's model card: "System prompts are not yet supported"; mistral-common (tokenizer v7)
+            # rejects a system message in a chat that holds audio.
+            system_prompt=False,
+            # Whisper encoder at 50 Hz, projector stacks 4 frames: 12.5 Hz (tekken.json "frame_rate"),
+            # each clip padded up to a multiple of 30 s (375 tokens).
+            audio_tokens_per_second=12.5,
+            # The processor splits long audio into 30 s encoder chunks; the 32k context holds ~30 min.
+            max_clip_seconds=1800.0,
+            audio_in_chat=True,
+            audio_pad_seconds=30.0,
+            extra="voxtral",
+            modules=("mistral_common",),
+        ),
     )
 }
 
@@ -41,4 +87,4 @@ def family_of(model_type: str) -> Family:
         return FAMILIES[model_type]
     except KeyError:
         known = ", ".join(sorted(FAMILIES))
-        raise ValueError(f"unsupported model family {model_type!r}; supported: {known}") from None
+        raise ModelError(f"unsupported model family {model_type!r}; supported: {known}") from None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -11,12 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
 from transformers import (
+    AsyncTextIteratorStreamer,
     AutoConfig,
     AutoModelForMultimodalLM,
     AutoProcessor,
-    AsyncTextIteratorStreamer,
     StoppingCriteria,
     StoppingCriteriaList,
 )
@@ -52,7 +55,9 @@ class _StopOnEvent(StoppingCriteria):
     def __init__(self, event: threading.Event) -> None:
         self._event = event
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+    ) -> torch.BoolTensor:
         return torch.full((input_ids.shape[0],), self._event.is_set(), dtype=torch.bool)  # type: ignore[return-value]
 
 
@@ -66,6 +71,13 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, dtype)  # type: ignore[no-any-return]
+
+
+def _wav_base64(samples: np.ndarray) -> str:
+    """A clip as base64 WAV (float, lossless): how mistral-common's chat takes audio held in memory."""
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, MODEL_RATE, format="WAV", subtype="FLOAT")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class TransformersAudioLM:
@@ -84,8 +96,6 @@ class TransformersAudioLM:
         self._model = model
         self.family = family
         self.name = name
-        self.audio_tokens_per_second = family.audio_tokens_per_second
-        self.max_clip_seconds = family.max_clip_seconds
         self._options = options
         self._lock = asyncio.Lock()
 
@@ -102,6 +112,7 @@ class TransformersAudioLM:
         """Blocking: call from a thread. `source` is a hub id or a local directory."""
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
         family = family_of(config.model_type)
+        family.check_installed()
         torch_device = resolve_device(device)
         processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForMultimodalLM.from_pretrained(
@@ -109,7 +120,16 @@ class TransformersAudioLM:
         )
         model.to(torch_device).eval()
         logger.info("loaded %s (%s) on %s", source, family.model_type, torch_device)
-        return cls(processor=processor, model=model, family=family, name=source, options=options or GenerationOptions())
+        return cls(
+            processor=processor,
+            model=model,
+            family=family,
+            name=source,
+            options=options or GenerationOptions(),
+        )
+
+    def audio_tokens(self, seconds: float) -> int:
+        return self.family.audio_tokens(seconds)
 
     # -- input
 
@@ -126,7 +146,7 @@ class TransformersAudioLM:
                 pending_system = ""
             for part in message.parts:
                 if isinstance(part, AudioPart):
-                    content.append({"type": "audio"})
+                    content.append(self._audio_content(part))
                 elif isinstance(part, TextPart):
                     content.append({"type": "text", "text": part.text})
             if message.role == "user":
@@ -135,20 +155,40 @@ class TransformersAudioLM:
                 chat.append({"role": message.role, "content": message.text})
         return chat
 
+    def _clip(self, part: AudioPart) -> np.ndarray:
+        """The end of the turn, as much as the family's encoder takes."""
+        return np.asarray(part.samples[-int(self.family.max_clip_seconds * MODEL_RATE) :], dtype=np.float32)
+
+    def _audio_content(self, part: AudioPart) -> dict[str, Any]:
+        if self.family.audio_in_chat:
+            return {"type": "audio", "base64": _wav_base64(self._clip(part))}
+        return {"type": "audio"}
+
     def build_inputs(self, messages: Sequence[Message]) -> Any:
-        """The processor's tensors for this conversation: the chat template, then text and every audio clip."""
-        text = self._processor.apply_chat_template(self._chat(messages), add_generation_prompt=True, tokenize=False)
-        max_samples = int(self.family.max_clip_seconds * MODEL_RATE)
-        clips = [part.samples[-max_samples:] for message in messages for part in message.audio]
+        """Processor tensors: token ids with a placeholder per audio token, and every clip's features."""
+        chat = self._chat(messages)
+        if self.family.audio_in_chat:
+            tokens = self._processor.apply_chat_template(
+                chat, tokenize=True, return_dict=True, return_tensors="pt"
+            )
+            return tokens.to(self._model.device)
+        text = self._processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        clips = [self._clip(part) for message in messages for part in message.audio]
         kwargs: dict[str, Any] = {"text": text, "return_tensors": "pt"}
         if clips:
-            kwargs.update(audio=[np.asarray(clip, dtype=np.float32) for clip in clips], sampling_rate=MODEL_RATE)
+            kwargs.update(audio=clips, sampling_rate=MODEL_RATE)
         inputs = self._processor(**kwargs)
         return inputs.to(self._model.device)
 
     # -- generation
 
-    def _generate(self, messages: Sequence[Message], streamer: AsyncTextIteratorStreamer, stop: threading.Event, max_new_tokens: int | None) -> None:
+    def _generate(
+        self,
+        messages: Sequence[Message],
+        streamer: AsyncTextIteratorStreamer,
+        stop: threading.Event,
+        max_new_tokens: int | None,
+    ) -> None:
         try:
             inputs = self.build_inputs(messages)
             kwargs = self._options.as_kwargs()
@@ -164,13 +204,17 @@ class TransformersAudioLM:
         finally:
             streamer.end()
 
-    async def stream_reply(self, messages: Sequence[Message], *, max_new_tokens: int | None = None) -> AsyncIterator[str]:
+    async def stream_reply(
+        self, messages: Sequence[Message], *, max_new_tokens: int | None = None
+    ) -> AsyncIterator[str]:
         async with self._lock:
             stop = threading.Event()
             streamer = AsyncTextIteratorStreamer(
                 self._processor.tokenizer, skip_prompt=True, skip_special_tokens=True
             )
-            worker = asyncio.create_task(asyncio.to_thread(self._generate, messages, streamer, stop, max_new_tokens))
+            worker = asyncio.create_task(
+                asyncio.to_thread(self._generate, messages, streamer, stop, max_new_tokens)
+            )
             try:
                 async for text in streamer:
                     if text:

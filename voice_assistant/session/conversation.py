@@ -157,13 +157,22 @@ class Conversation:
         self._publish(TurnEnded(turn=index, audio_seconds=round(len(turn.audio) / MODEL_RATE, 3)))
         if self._closing or turn.speech_epoch != self.speech_epoch:
             # Nobody is listening any more, or the user went on speaking before the reply began.
-            await self._finish(index, turn, committed_at, text="", first_delta_at=None, interrupted=True,
-                               error=DISCONNECTED if self._closing else None)
+            await self._finish(
+                index,
+                turn,
+                committed_at,
+                text="",
+                first_delta_at=None,
+                interrupted=True,
+                error=DISCONNECTED if self._closing else None,
+            )
             return
         self._reply = asyncio.create_task(self._stream_reply(index, turn, window, committed_at))
         await asyncio.wait([self._reply])
 
-    async def _stream_reply(self, index: int, turn: CompletedTurn, window: Window, committed_at: datetime) -> None:
+    async def _stream_reply(
+        self, index: int, turn: CompletedTurn, window: Window, committed_at: datetime
+    ) -> None:
         pieces: list[str] = []
         first_delta_at: datetime | None = None
         error: str | None = None
@@ -172,7 +181,9 @@ class Conversation:
             async for delta in self._model.stream_reply(window.messages):
                 if first_delta_at is None:
                     first_delta_at = self._clock()
-                    self._metrics.first_delta.observe(max((first_delta_at - turn.speech_end).total_seconds(), 0.0))
+                    self._metrics.first_delta.observe(
+                        max((first_delta_at - turn.speech_end).total_seconds(), 0.0)
+                    )
                 pieces.append(delta)
                 self._publish(ReplyDelta(turn=index, text=delta))
         except asyncio.CancelledError:

@@ -7,7 +7,7 @@ so a long conversation neither overflows the context nor slows every turn down l
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +23,8 @@ class WindowPolicy:
     """The newest K turns (the current one included) are heard as audio."""
     max_turns: int
     token_budget: int
-    audio_tokens_per_second: float
-    max_clip_seconds: float
-
-    def audio_tokens(self, seconds: float) -> int:
-        return math.ceil(min(seconds, self.max_clip_seconds) * self.audio_tokens_per_second) + 8
+    audio_tokens: Callable[[float], int]
+    """The model's own count of a clip's prompt tokens."""
 
     @staticmethod
     def text_tokens(text: str) -> int:
@@ -46,14 +43,20 @@ class Window:
 
 
 def build_window(policy: WindowPolicy, past: Sequence[PastTurn], current: Samples) -> Window:
-    budget = policy.token_budget - policy.text_tokens(policy.system_prompt) - policy.audio_tokens(
-        len(current) / MODEL_RATE
+    budget = (
+        policy.token_budget
+        - policy.text_tokens(policy.system_prompt)
+        - policy.audio_tokens(len(current) / MODEL_RATE)
     )
     kept: list[tuple[PastTurn, bool]] = []
-    for age, turn in enumerate(reversed(past[-(policy.max_turns - 1) :] if policy.max_turns > 1 else []), start=2):
+    for age, turn in enumerate(
+        reversed(past[-(policy.max_turns - 1) :] if policy.max_turns > 1 else []), start=2
+    ):
         as_audio = age <= policy.audio_turns and turn.audio is not None
-        cost = policy.audio_tokens(turn.audio_seconds) if as_audio else policy.text_tokens(
-            turn.transcript or untranscribed(turn.index)
+        cost = (
+            policy.audio_tokens(turn.audio_seconds)
+            if as_audio
+            else policy.text_tokens(turn.transcript or untranscribed(turn.index))
         )
         cost += policy.text_tokens(turn.reply_text or "")
         if cost > budget:

@@ -171,7 +171,9 @@ class UiTranscript:
         except UnknownSession:
             return
         for turn in record.turns:
-            self.messages.append({"role": "user", "content": self._user_text(turn.index, turn.audio_seconds, turn.transcript)})
+            self.messages.append(
+                {"role": "user", "content": self._user_text(turn.index, turn.audio_seconds, turn.transcript)}
+            )
             if turn.reply_text:
                 self.messages.append({"role": "assistant", "content": turn.reply_text})
 
@@ -182,7 +184,9 @@ class UiTranscript:
     def apply(self, event: Event) -> bool:
         """Update the chat from an event; True when it changed."""
         if isinstance(event, TurnEnded):
-            self.messages.append({"role": "user", "content": self._user_text(event.turn, event.audio_seconds, None)})
+            self.messages.append(
+                {"role": "user", "content": self._user_text(event.turn, event.audio_seconds, None)}
+            )
         elif isinstance(event, ReplyDelta):
             if event.turn not in self._reply_at:
                 self._reply_at[event.turn] = len(self.messages)

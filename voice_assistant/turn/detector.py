@@ -111,7 +111,10 @@ class TurnDetector:
             self._silence_start = None
         elif probability < self.params.neg_threshold and self._silence_start is None:
             self._silence_start = self._frame
-        if self._silence_start is not None and self._frame - self._silence_start + 1 >= self.params.min_silence_frames:
+        if (
+            self._silence_start is not None
+            and self._frame - self._silence_start + 1 >= self.params.min_silence_frames
+        ):
             return self._end(self._silence_start, EndReason.SILENCE)
         if self._frame - self._turn_start + 1 >= self.params.max_turn_frames:
             return self._end(self._frame + 1, EndReason.MAX_LENGTH)

@@ -35,9 +35,7 @@ class SileroModel:
     def stream(self) -> SileroStream:
         return SileroStream(self)
 
-    def run(
-        self, window: np.ndarray, state: np.ndarray
-    ) -> tuple[float, np.ndarray]:
+    def run(self, window: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
         out, new_state = self._session.run(None, {"input": window, "state": state, "sr": self._rate})
         return float(out[0, 0]), new_state
 

@@ -24,7 +24,9 @@ def api_router(assistant: Assistant) -> APIRouter:
         if token is None:
             raise ApiError(403, "the admin API is disabled: set VA_ADMIN_TOKEN")
         scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+            given.encode(), token.get_secret_value().encode()
+        ):
             raise ApiError(401, "admin token required: Authorization: Bearer <VA_ADMIN_TOKEN>")
 
     @router.post("/api/sessions", status_code=201)
@@ -81,8 +83,12 @@ def api_router(assistant: Assistant) -> APIRouter:
         try:
             await store.ping()
         except Exception as exc:
-            return JSONResponse({"ready": False, "status": f"store unreachable: {type(exc).__name__}"}, status_code=503)
-        return JSONResponse({"ready": True, "model": assistant.settings.model, "ready_after_s": assistant.ready_after_s})
+            return JSONResponse(
+                {"ready": False, "status": f"store unreachable: {type(exc).__name__}"}, status_code=503
+            )
+        return JSONResponse(
+            {"ready": True, "model": assistant.settings.model, "ready_after_s": assistant.ready_after_s}
+        )
 
     @router.get("/metrics")
     async def metrics() -> Response:

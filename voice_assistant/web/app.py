@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings, *, assistant: Assistant | None = None) -> FastAPI:
     assistant = assistant or Assistant(settings)
     handler = VoiceHandler(assistant)
-    stream = Stream(handler, modality="audio", mode="send-receive", concurrency_limit=settings.max_sessions, verbose=False)
+    stream = Stream(
+        handler, modality="audio", mode="send-receive", concurrency_limit=settings.max_sessions, verbose=False
+    )
     blocks = build_ui(handler, settings)
     stream.ui = blocks
 
@@ -48,4 +50,5 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     install_error_handlers(app)
     app.include_router(offer_router(assistant, stream))
     app.include_router(api_router(assistant))
-    return gr.mount_gradio_app(app, blocks, path="/")
+    mounted: FastAPI = gr.mount_gradio_app(app, blocks, path="/")
+    return mounted

@@ -43,7 +43,9 @@ def offer_router(assistant: Assistant, stream: Stream) -> APIRouter:
         body = await _json_body(request)
         if body.get("type") == "ice-candidate":
             candidate = _parse(IceCandidate, body)
-            return await stream.handle_offer(candidate.model_dump(), set_outputs=stream.set_additional_outputs(candidate.webrtc_id))
+            return await stream.handle_offer(
+                candidate.model_dump(), set_outputs=stream.set_additional_outputs(candidate.webrtc_id)
+            )
         parsed = _parse(Offer, body)
         _require_audio(parsed.sdp)
         if not assistant.ready.is_set():

@@ -17,12 +17,17 @@ conversation. Leave it empty for a new session."""
 
 
 def build_ui(handler: VoiceHandler, settings: Settings) -> gr.Blocks:
+    blocks: gr.Blocks
     with gr.Blocks(title="Voice assistant") as blocks:
         gr.Markdown(_INTRO)
         with gr.Row():
             with gr.Column(scale=1):
                 microphone = WebRTC(
-                    label="Microphone", mode="send-receive", modality="audio", elem_id="microphone", full_screen=False
+                    label="Microphone",
+                    mode="send-receive",
+                    modality="audio",
+                    elem_id="microphone",
+                    full_screen=False,
                 )
                 session_box = gr.Textbox(
                     label="Session id",

@@ -22,11 +22,13 @@ def build(directory: Path, seed: int) -> None:
         tokenizer_object=train_byte_level_bpe(specials),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        unk_token=None,
+        unk_token=None,  # type: ignore[arg-type]  # Qwen2 has no unknown token: byte-level BPE covers all
         bos_token=None,
         additional_special_tokens=specials[1:],
     )
-    processor = Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tokenizer)
+    processor = Qwen2AudioProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tokenizer
+    )
     config = Qwen2AudioConfig(
         audio_config={
             "d_model": 32,
@@ -46,7 +48,7 @@ def build(directory: Path, seed: int) -> None:
             "vocab_size": len(tokenizer),
             "max_position_embeddings": 32768,
         },
-        audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+        audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),  # type: ignore[arg-type]  # one token
     )
     torch.manual_seed(seed)
     model = Qwen2AudioForConditionalGeneration(config)

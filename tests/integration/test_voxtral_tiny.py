@@ -1,0 +1,116 @@
+"""The transformers backend on a tiny random Voxtral: Tekken tokenizer (mistral-common), audio in the chat."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.support.speech import speak
+from voice_assistant.history.store import PastTurn
+from voice_assistant.model.base import AudioPart, Message
+from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
+from voice_assistant.model.tiny import build_tiny_model
+from voice_assistant.session.window import Window, WindowPolicy, build_window
+
+pytestmark = pytest.mark.integration
+
+CHUNK_SAMPLES = 30 * 16_000
+"""Voxtral pads every clip to a multiple of 30 s: one encoder chunk of 375 audio tokens each."""
+TOKENS_PER_CHUNK = 375
+
+
+@pytest.fixture(scope="module")
+def voxtral(tmp_path_factory: pytest.TempPathFactory) -> TransformersAudioLM:
+    directory = build_tiny_model(tmp_path_factory.mktemp("tiny") / "voxtral", "voxtral")
+    return TransformersAudioLM.load(
+        str(directory), device="cpu", options=GenerationOptions(max_new_tokens=8, temperature=0.0)
+    )
+
+
+@pytest.fixture(scope="module")
+def turns() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return speak("Hello there."), speak("What is the time?"), speak("And the date?")
+
+
+@pytest.fixture
+def third_turn(voxtral: TransformersAudioLM, turns: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Window:
+    first, second, third = turns
+    past = [
+        PastTurn(index=0, audio=first, audio_seconds=len(first) / 16_000, transcript=None, reply_text="Hi!"),
+        PastTurn(
+            index=1, audio=second, audio_seconds=len(second) / 16_000, transcript=None, reply_text="Noon."
+        ),
+    ]
+    policy = WindowPolicy(
+        "Be brief.",
+        audio_turns=3,
+        max_turns=8,
+        token_budget=8000,
+        audio_tokens=voxtral.audio_tokens,
+    )
+    return build_window(policy, past, third)
+
+
+def test_the_checkpoint_reloads_with_the_real_mistral_classes(voxtral: TransformersAudioLM) -> None:
+    assert voxtral.family.model_type == "voxtral"
+    assert type(voxtral._processor).__name__ == "VoxtralProcessor"
+    tokenizer = voxtral._processor.tokenizer
+    assert type(tokenizer).__name__ == "MistralCommonBackend"
+    assert tokenizer.convert_tokens_to_ids("[AUDIO]") == voxtral._model.config.audio_token_id == 24
+    assert voxtral._model.config.text_config.vocab_size == len(tokenizer)
+    assert tokenizer.decode(tokenizer.encode("What is the weather like?", add_special_tokens=False)) == (
+        "What is the weather like?"
+    )
+
+
+def test_the_model_input_of_turn_three_holds_the_audio_of_turns_one_and_two(
+    voxtral: TransformersAudioLM, turns: tuple[np.ndarray, np.ndarray, np.ndarray], third_turn: Window
+) -> None:
+    inputs = voxtral.build_inputs(third_turn.messages)
+
+    ids = inputs["input_ids"][0]
+    tokenizer = voxtral._processor.tokenizer
+    assert int((ids == voxtral._model.config.audio_token_id).sum()) == 3 * TOKENS_PER_CHUNK
+    assert int((ids == tokenizer.convert_tokens_to_ids("[BEGIN_AUDIO]")).sum()) == 3
+    # One mel spectrogram per turn, in order, and the very clip of that turn (the WAV hand-over is lossless).
+    assert tuple(inputs["input_features"].shape) == (3, 128, 3000)
+    extractor = voxtral._processor.feature_extractor
+    for features, clip in zip(inputs["input_features"], turns, strict=True):
+        padded = np.pad(clip, (0, CHUNK_SAMPLES - len(clip)))
+        expected = extractor(padded, sampling_rate=16_000, return_tensors="pt")["input_features"][0]
+        assert torch.allclose(features, expected, atol=1e-5)
+    # No system message: Voxtral takes none with audio, so the prompt leads the first user turn.
+    text = tokenizer.decode([int(i) for i in ids if i != voxtral._model.config.audio_token_id])
+    assert text == (
+        "<s>[INST]Be brief.\n\n[BEGIN_AUDIO][/INST]Hi!</s>"
+        "[INST][BEGIN_AUDIO][/INST]Noon.</s>"
+        "[INST][BEGIN_AUDIO][/INST]"
+    )
+
+
+def test_a_turn_longer_than_one_encoder_chunk_is_split_not_trimmed(voxtral: TransformersAudioLM) -> None:
+    long_turn = np.tile(speak("Tell me a long story."), 40)[: 45 * 16_000]
+    inputs = voxtral.build_inputs([Message("user", (AudioPart(long_turn),))])
+
+    assert tuple(inputs["input_features"].shape) == (2, 128, 3000)
+    audio_tokens = int((inputs["input_ids"] == voxtral._model.config.audio_token_id).sum())
+    assert audio_tokens == math.ceil(len(long_turn) / CHUNK_SAMPLES) * TOKENS_PER_CHUNK
+
+
+async def test_a_reply_to_turn_three_streams_as_the_model_generates_it(
+    voxtral: TransformersAudioLM, third_turn: Window
+) -> None:
+    deltas = [delta async for delta in voxtral.stream_reply(third_turn.messages)]
+
+    assert deltas and all(isinstance(d, str) and d for d in deltas)
+    # Greedy decoding: the streamed text is what generate() produces, decoded by the Tekken backend.
+    inputs = voxtral.build_inputs(third_turn.messages)
+    with torch.inference_mode():
+        output = voxtral._model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    reply = voxtral._processor.tokenizer.decode(
+        output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+    )
+    assert "".join(deltas) == reply
