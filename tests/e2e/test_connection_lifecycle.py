@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support.rtc_client import VoiceClient
-from tests.support.server import ServerProcess
-from tests.support.speech import RATE, Utterance
+from benchmarks.server import ServerProcess
+from benchmarks.speech import RATE, Utterance
+from voice_assistant.client import VoiceClient
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ async def test_a_client_that_vanishes_mid_reply_leaves_the_reply_so_far_stored(s
     await client.connect()
     client.microphone.play(Utterance(("Tell me everything", "you know."), inner_pause=0.3).audio())
     client.microphone.play(np.zeros(RATE * 2, dtype=np.float32))
-    await client.wait_for("reply_delta", 3, timeout=20)
+    await asyncio.wait_for(client.wait_for("reply_delta", 3), 20)
     await client.close()  # gone, mid-reply
     received = "".join(r.message["data"]["text"] for r in client.events("reply_delta"))
 
@@ -76,5 +76,5 @@ async def test_a_client_that_vanishes_mid_reply_leaves_the_reply_so_far_stored(s
     await again.connect()
     again.microphone.play(Utterance(("Hello.",)).audio())
     again.microphone.play(np.zeros(RATE, dtype=np.float32))
-    await again.wait_for("reply_delta", 1, timeout=20)
+    await asyncio.wait_for(again.wait_for("reply_delta", 1), 20)
     await again.close()

@@ -20,9 +20,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from benchmarks.server import ServerProcess
+from benchmarks.speech import RATE, speak
 from tests.support.browser import chromium
-from tests.support.server import ServerProcess
-from tests.support.speech import RATE, speak
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support.rtc_client import VoiceClient
-from tests.support.server import ServerProcess
-from tests.support.speech import RATE, Utterance
+from benchmarks.server import ServerProcess
+from benchmarks.speech import RATE, Utterance
+from voice_assistant.client import VoiceClient
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,7 @@ async def test_a_conversation_survives_a_restart_and_a_reconnect_remembers_it(se
     client = VoiceClient(server.url)
     await client.connect()
     speech_ends = await speak_script(client, SCRIPT)
-    await client.wait_for("reply_done", len(SCRIPT), timeout=30)
+    await asyncio.wait_for(client.wait_for("reply_done", len(SCRIPT)), 30)
     await asyncio.sleep(0.5)  # anything extra (a split turn) would show up now
     await client.close()
 
@@ -91,7 +91,7 @@ async def test_a_conversation_survives_a_restart_and_a_reconnect_remembers_it(se
     answer = await resumed.connect()
     assert answer["session_id"] == client.session_id
     await speak_script(resumed, [RESUMED])
-    done_again = await resumed.wait_for("reply_done", 1, timeout=20)
+    done_again = await asyncio.wait_for(resumed.wait_for("reply_done", 1), 20)
     await resumed.close()
     assert done_again[0].message["data"]["turn"] == len(SCRIPT)
     assert resumed.events("turn_started")[0].message["data"]["turn"] == len(SCRIPT)

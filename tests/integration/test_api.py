@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.rtc_client import VoiceClient
-from tests.support.server import ServerProcess
+from benchmarks.server import ServerProcess
+from voice_assistant.client import VoiceClient
 
 pytestmark = pytest.mark.integration
 

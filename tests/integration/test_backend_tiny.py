@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.speech import speak
+from benchmarks.speech import speak
 from voice_assistant.errors import ModelError
 from voice_assistant.history.store import PastTurn
 from voice_assistant.model.base import AudioPart, Message, TextPart

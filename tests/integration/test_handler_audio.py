@@ -16,8 +16,8 @@ import pytest
 import soxr
 from fastrtc.utils import Context, current_context
 
+from benchmarks.speech import RATE, speak
 from tests.fakes import FakeAudioLM
-from tests.support.speech import RATE, speak
 from voice_assistant.assistant import Assistant
 from voice_assistant.config import Settings
 from voice_assistant.transport.webrtc import VoiceHandler

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.support.speech import RATE, Utterance
+from benchmarks.speech import RATE, Utterance
 from voice_assistant.turn.detector import EndReason, TurnParams
 from voice_assistant.turn.segmenter import TurnAudio, TurnBegan, TurnSegmenter
 from voice_assistant.turn.vad import SileroModel

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.support.speech import speak
+from benchmarks.speech import speak
 from voice_assistant.history.store import PastTurn
 from voice_assistant.model.base import AudioPart, Message
 from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM

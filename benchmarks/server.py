@@ -1,4 +1,4 @@
-"""A real `voice-assistant serve` process for end-to-end tests."""
+"""A real server process on a free port, for end-to-end tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -20,13 +20,22 @@ def free_port() -> int:
 
 
 class ServerProcess:
+    """`voice-assistant serve --model tiny` by default; `command` runs another server (a peer), which is
+    given `--port` and must answer `GET /readyz` with 200 once it can take connections."""
+
     def __init__(
-        self, data_dir: Path, *, env: dict[str, str] | None = None, args: list[str] | None = None
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.env = env or {}
         self.args = args or []
+        self._command = command
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
         self.ready_after_s: float | None = None
@@ -38,19 +47,9 @@ class ServerProcess:
     def start(self, *, timeout: float = 120.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        command = [
-            sys.executable,
-            "-m",
-            "voice_assistant",
-            "serve",
-            "--model",
-            "tiny",
-            "--port",
-            str(self.port),
-        ]
         started = time.monotonic()
         self.process = subprocess.Popen(
-            [*command, "--data-dir", str(self.data_dir), *self.args],
+            self.command(),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
@@ -68,6 +67,14 @@ class ServerProcess:
             time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"server not ready after {timeout} s:\n{self.log()}")
+
+    def command(self) -> list[str]:
+        if self._command is not None:
+            return [*self._command, "--port", str(self.port), *self.args]
+        return [
+            *(sys.executable, "-m", "voice_assistant", "serve", "--model", "tiny"),
+            *("--port", str(self.port), "--data-dir", str(self.data_dir), *self.args),
+        ]
 
     def stop(self, *, timeout: float = 20.0) -> None:
         if self.process is None or self.process.poll() is not None:
