@@ -9,16 +9,20 @@ from collections.abc import Callable
 
 import numpy as np
 
+from voice_assistant.audio.pcm import MODEL_RATE
+from voice_assistant.clock import utc_now
 from voice_assistant.config import Settings
 from voice_assistant.events import Event
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
-from voice_assistant.session.conversation import Conversation, Publish, utc_now
+from voice_assistant.session.conversation import Conversation, Publish
 from voice_assistant.session.hub import EventHub
 from voice_assistant.session.window import WindowPolicy
 from voice_assistant.turn.detector import TurnParams
 from voice_assistant.turn.segmenter import TurnSegmenter
+from voice_assistant.turn.semantic import EndOfTurnModel, load_end_of_turn
+from voice_assistant.turn.taker import TurnListener, TurnTaker
 from voice_assistant.turn.vad import FRAME_SAMPLES, SileroModel
 
 logger = logging.getLogger(__name__)
@@ -58,12 +62,14 @@ class Assistant:
             threshold=settings.vad_threshold,
             neg_threshold=settings.vad_neg_threshold,
             min_speech_ms=settings.min_speech_ms,
+            pause_ms=settings.pause_ms,
             min_silence_ms=settings.min_silence_ms,
             max_turn_seconds=settings.max_turn_seconds,
         )
         self.pad_frames = round(settings.speech_pad_ms / 1000 / (FRAME_SAMPLES / 16_000))
         self._model_loader = model_loader
         self._model: AudioLM | None = None
+        self.end_of_turn: EndOfTurnModel | None = None
         self._bindings: dict[str, tuple[str, float]] = {}
         self.ready = asyncio.Event()
         self.startup_error: str | None = None
@@ -80,6 +86,13 @@ class Assistant:
         """Load and warm up the VAD and the model, then mark the server ready."""
         try:
             self.segmenter().feed(np.zeros(FRAME_SAMPLES * 4, dtype=np.float32))
+            self.end_of_turn = await asyncio.to_thread(
+                load_end_of_turn, self.settings.end_of_turn, self.settings.smart_turn_path
+            )
+            if self.end_of_turn is not None:
+                await asyncio.to_thread(
+                    self.end_of_turn.complete_probability, np.zeros(MODEL_RATE, np.float32)
+                )
             self._model = await asyncio.to_thread(self._model_loader, self.settings)
             if self.settings.warmup:
                 await self._model.warm_up()
@@ -99,6 +112,14 @@ class Assistant:
 
     def segmenter(self) -> TurnSegmenter:
         return TurnSegmenter(self.vad.stream(), self.turn_params, pad_frames=self.pad_frames)
+
+    def turn_taker(self, listener: TurnListener) -> TurnTaker:
+        return TurnTaker(
+            self.segmenter(),
+            listener,
+            end_of_turn=self.end_of_turn,
+            threshold=self.settings.end_of_turn_threshold,
+        )
 
     def window_policy(self) -> WindowPolicy:
         return WindowPolicy(
@@ -121,6 +142,7 @@ class Assistant:
             policy=self.window_policy(),
             publish=fan_out,
             metrics=self.metrics,
+            speculative=self.settings.speculative_start,
         )
 
     async def new_session(self) -> str:

@@ -124,7 +124,7 @@ class VoiceClient:
         answer: dict[str, Any] = response.json()
         if response.status_code != 200:
             raise ConnectionRefusedError(f"{response.status_code}: {answer}")
-        self.session_id = answer["session_id"]
+        self.session_id = answer.get("session_id")  # absent from a stock fastrtc server's answer
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(opened, self.timeout)
         return answer

@@ -48,7 +48,30 @@ class Settings(BaseSettings):
         0.35, gt=0.0, lt=1.0, description="Probability under which a frame counts as silence (hysteresis)."
     )
     min_speech_ms: int = Field(96, ge=32, description="Speech needed before a turn starts.")
-    min_silence_ms: int = Field(550, ge=64, description="Silence after speech that ends the turn.")
+    pause_ms: int = Field(
+        200,
+        ge=32,
+        description="Silence that makes a pause: the end-of-turn model is asked, a reply may start.",
+    )
+    min_silence_ms: int = Field(
+        700, ge=64, description="Silence after speech that ends the turn in any case."
+    )
+    end_of_turn: Literal["auto", "smart-turn", "silence"] = Field(
+        "auto",
+        description="End of turn at a pause: Smart Turn v3 when installed ('auto'), or silence only.",
+    )
+    end_of_turn_threshold: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="Smart Turn's probability of a finished turn that ends it at a pause.",
+    )
+    smart_turn_path: Path | None = Field(
+        None, description="Smart Turn ONNX file; default: the one pipecat-ai ships."
+    )
+    speculative_start: bool = Field(
+        True, description="Start generating at a pause, before the turn is known over."
+    )
     speech_pad_ms: int = Field(192, ge=0, description="Audio kept from before the detected speech start.")
     max_turn_seconds: float = Field(30.0, gt=1.0, description="A turn longer than this is cut and answered.")
 

@@ -10,7 +10,18 @@ _LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.turns = Counter("va_turns", "User turns committed to the store.", registry=self.registry)
+        self.turns = Counter(
+            "va_turns",
+            "User turns committed to the store, by what ended them.",
+            ["end"],
+            registry=self.registry,
+        )
+        self.speculations = Counter(
+            "va_speculations",
+            "Replies started at a pause: adopted when the turn ended there, else discarded.",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.errors = Counter("va_errors", "Errors reported to clients.", ["stage"], registry=self.registry)
         self.interrupted = Counter("va_replies_interrupted", "Replies cut short.", registry=self.registry)
         self.endpointing = Histogram(

@@ -20,8 +20,12 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    # Long replies (a tiny model takes seconds for 4000 tokens) so that there is time to vanish mid-reply.
-    process = ServerProcess(tmp_path_factory.mktemp("lifecycle"), env={"VA_MAX_NEW_TOKENS": "4000"})
+    # Long replies (a tiny model takes seconds for 4000 tokens) so that there is time to vanish mid-reply,
+    # generated after the turn ends (a speculative start would have most of it ready at once).
+    process = ServerProcess(
+        tmp_path_factory.mktemp("lifecycle"),
+        env={"VA_MAX_NEW_TOKENS": "4000", "VA_SPECULATIVE_START": "false"},
+    )
     process.start()
     yield process
     process.stop()

@@ -25,6 +25,7 @@ def params(min_silence_ms: int = 550, max_turn_seconds: float = 30.0) -> TurnPar
         threshold=0.5,
         neg_threshold=0.35,
         min_speech_ms=96,
+        pause_ms=200,
         min_silence_ms=min_silence_ms,
         max_turn_seconds=max_turn_seconds,
     )

@@ -12,8 +12,10 @@ from tests.fakes import EventLog, FakeAudioLM, audio_tokens_25_per_second, faili
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioPart
-from voice_assistant.session.conversation import DISCONNECTED, CompletedTurn, Conversation
+from voice_assistant.session.conversation import DISCONNECTED, Conversation
 from voice_assistant.session.window import WindowPolicy
+from voice_assistant.turn.detector import EndReason
+from voice_assistant.turn.taker import CompletedTurn
 
 pytestmark = pytest.mark.unit
 
@@ -26,26 +28,36 @@ POLICY = WindowPolicy(
 )
 
 
-async def open_conversation(store: HistoryStore, lm: FakeAudioLM, log: EventLog) -> Conversation:
+async def open_conversation(
+    store: HistoryStore, lm: FakeAudioLM, log: EventLog, *, speculative: bool = True
+) -> Conversation:
     session_id = await store.create_session(now=datetime.now(UTC))
     return await Conversation.open(
-        session_id=session_id, store=store, model=lm, policy=POLICY, publish=log, metrics=Metrics()
+        session_id=session_id,
+        store=store,
+        model=lm,
+        policy=POLICY,
+        publish=log,
+        metrics=Metrics(),
+        speculative=speculative,
+    )
+
+
+def turn(seconds: float = 1.0, value: float = 0.1) -> CompletedTurn:
+    end = datetime.now(UTC)
+    return CompletedTurn(
+        audio=np.full(int(seconds * 16_000), value, dtype=np.float32),
+        speech_start=end - timedelta(seconds=seconds),
+        speech_end=end,
+        decided_at=end + timedelta(seconds=0.5),
+        reason=EndReason.SILENCE,
     )
 
 
 def say(conversation: Conversation, seconds: float = 1.0, value: float = 0.1) -> None:
-    """One whole user turn, as the transport reports it: speech starts, then the turn is complete."""
+    """One whole user turn, as turn-taking reports it: speech starts, then the turn is complete."""
     conversation.speech_started()
-    end = datetime.now(UTC)
-    conversation.turn_finished(
-        CompletedTurn(
-            audio=np.full(int(seconds * 16_000), value, dtype=np.float32),
-            speech_start=end - timedelta(seconds=seconds),
-            speech_end=end,
-            decided_at=end + timedelta(seconds=0.5),
-            speech_epoch=conversation.speech_epoch,
-        )
-    )
+    conversation.turn_finished(turn(seconds, value))
 
 
 async def test_each_turn_is_committed_then_answered_in_contract_order(sqlite_store: HistoryStore) -> None:
@@ -82,6 +94,8 @@ async def test_each_turn_is_committed_then_answered_in_contract_order(sqlite_sto
         "audio_turns": [0],
         "text_turns": [],
         "estimated_tokens": pytest.approx(91, abs=20),
+        "end": "silence",
+        "speculative": False,
     }
     # The second reply heard the first turn's audio and reply, then its own audio.
     heard = lm.heard[1]
@@ -154,10 +168,7 @@ async def test_turns_queued_when_the_client_vanishes_are_all_stored(sqlite_store
     say(conversation)
     await log.wait_for("reply_delta", 1)
     for _ in range(2):
-        end = datetime.now(UTC)
-        conversation.turn_finished(  # finished turns waiting behind the reply
-            CompletedTurn(np.zeros(8000, np.float32), end, end, end, conversation.speech_epoch)
-        )
+        conversation.turn_finished(turn(0.5))  # finished turns waiting behind the reply
     await conversation.close()
     turns = (await sqlite_store.get_session(conversation.session_id)).turns
     assert len(turns) == 3
@@ -176,3 +187,68 @@ async def test_speech_resumed_before_the_reply_began_skips_the_reply(sqlite_stor
     assert lm.heard == []
     done = log.of("reply_done")[0]
     assert done.interrupted and done.text == ""  # type: ignore[attr-defined]
+
+
+async def test_a_reply_started_at_the_pause_is_adopted_when_the_turn_ends_there(
+    sqlite_store: HistoryStore,
+) -> None:
+    lm = FakeAudioLM([["Spec", "ulated."]])
+    log = EventLog()
+    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation.speech_started()
+    conversation.speech_paused(np.full(16_000, 0.1, np.float32))
+    await asyncio.sleep(0.05)  # the model runs during the pause; nothing is sent yet
+    assert lm.heard and [e.type for e in log.events] == ["turn_started"]
+    conversation.turn_finished(turn())
+    await log.wait_for("reply_done", 1)
+    await conversation.close()
+
+    assert len(lm.heard) == 1  # no second generation
+    assert [e.type for e in log.events] == [
+        "turn_started",
+        "turn_ended",
+        "reply_delta",
+        "reply_delta",
+        "reply_done",
+    ]
+    stored = (await sqlite_store.get_session(conversation.session_id)).turns[0]
+    assert stored.reply_text == "Speculated." and stored.context is not None and stored.context["speculative"]
+
+
+async def test_a_speculative_reply_is_discarded_without_trace_when_speech_resumes(
+    sqlite_store: HistoryStore,
+) -> None:
+    lm = FakeAudioLM([["never ", "seen ", "at ", "all"], ["The real one."]], delay=0.05)
+    log = EventLog()
+    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation.speech_started()
+    conversation.speech_paused(np.full(8_000, 0.1, np.float32))
+    await asyncio.sleep(0.08)
+    conversation.speech_resumed()  # it was only a pause inside the sentence
+    await asyncio.sleep(0.05)
+    conversation.turn_finished(turn(2.0))
+    await log.wait_for("reply_done", 1)
+    await conversation.close()
+
+    assert lm.stopped == 1  # the speculative generation was stopped
+    texts = [e.text for e in log.of("reply_delta")]  # type: ignore[attr-defined]
+    assert "".join(texts) == "The real one."
+    stored = (await sqlite_store.get_session(conversation.session_id)).turns
+    assert [(t.reply_text, t.context and t.context["speculative"]) for t in stored] == [
+        ("The real one.", False)
+    ]
+    assert len(lm.heard[1][-1].audio[0].samples) == 32_000  # the whole turn, not the paused part
+
+
+async def test_no_speculation_when_it_is_switched_off(sqlite_store: HistoryStore) -> None:
+    lm = FakeAudioLM([["ok"]])
+    log = EventLog()
+    conversation = await open_conversation(sqlite_store, lm, log, speculative=False)
+    conversation.speech_started()
+    conversation.speech_paused(np.zeros(8_000, np.float32))
+    await asyncio.sleep(0.05)
+    assert lm.heard == []
+    conversation.turn_finished(turn())
+    await log.wait_for("reply_done", 1)
+    await conversation.close()
+    assert len(lm.heard) == 1

@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import pytest
 
-from voice_assistant.turn.detector import EndReason, SpeechEnded, SpeechStarted, TurnDetector, TurnParams
+from voice_assistant.turn.detector import (
+    EndReason,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    TurnDetector,
+    TurnParams,
+)
 
 pytestmark = pytest.mark.unit
 
 PARAMS = TurnParams(
-    threshold=0.5, neg_threshold=0.35, min_speech_frames=3, min_silence_frames=5, max_turn_frames=40
+    threshold=0.5,
+    neg_threshold=0.35,
+    min_speech_frames=3,
+    pause_frames=5,
+    min_silence_frames=5,
+    max_turn_frames=40,
+)
+PAUSING = TurnParams(
+    threshold=0.5,
+    neg_threshold=0.35,
+    min_speech_frames=3,
+    pause_frames=2,
+    min_silence_frames=6,
+    max_turn_frames=40,
 )
 
 
@@ -53,9 +74,39 @@ def test_a_turn_longer_than_the_maximum_is_cut_and_speech_goes_on_as_a_new_turn(
 
 def test_params_from_milliseconds_round_up_to_whole_frames() -> None:
     params = TurnParams.from_ms(
-        threshold=0.5, neg_threshold=0.6, min_speech_ms=96, min_silence_ms=550, max_turn_seconds=30
+        threshold=0.5,
+        neg_threshold=0.6,
+        min_speech_ms=96,
+        pause_ms=200,
+        min_silence_ms=550,
+        max_turn_seconds=30,
     )
     assert params.min_speech_frames == 3
+    assert params.pause_frames == 7  # 200 ms / 32 ms = 6.25
     assert params.min_silence_frames == 18  # 550 ms / 32 ms = 17.2
     assert params.max_turn_frames == 938
     assert params.neg_threshold == 0.5  # never above the start threshold
+
+
+def test_a_pause_is_announced_once_and_resuming_speech_cancels_it() -> None:
+    events = run([0.9] * 5 + [0.1] * 4 + [0.9] * 5 + [0.1] * 7, PAUSING)
+    assert [e for _, e in events] == [
+        SpeechStarted(frame=0),
+        SpeechPaused(frame=5),
+        SpeechResumed(frame=9),
+        SpeechPaused(frame=14),
+        SpeechEnded(frame=14, reason=EndReason.SILENCE),
+    ]
+
+
+def test_end_now_ends_a_paused_turn_where_its_silence_began() -> None:
+    detector = TurnDetector(PAUSING)
+    for p in [0.9] * 5 + [0.1]:
+        detector.push(p)
+    assert detector.end_now() is None  # one silent frame is not a pause yet
+    assert detector.push(0.1) == SpeechPaused(frame=5)
+    assert detector.end_now() == SpeechEnded(frame=5, reason=EndReason.SEMANTIC)
+    assert not detector.speaking and not detector.paused
+    assert detector.end_now() is None
+    # The next speech is a new turn.
+    assert [detector.push(0.9) for _ in range(3)][-1] == SpeechStarted(frame=7)

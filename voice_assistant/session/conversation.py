@@ -2,8 +2,9 @@
 
 Turns are answered one after another by a worker task. A reply is its own task, so new speech
 (barge-in) or a vanished client cancels it without touching the commit of any turn: a finished
-turn is stored before anything is generated for it, and the reply (complete, interrupted or
-failed) is stored when it ends.
+turn is stored before any of its reply is sent, and the reply (complete, interrupted or failed) is
+stored when it ends. A reply may have started speculatively at the pause that ended the turn; it
+is adopted then, or discarded without a trace when the user speaks on.
 """
 
 from __future__ import annotations
@@ -11,42 +12,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
+from voice_assistant.clock import Clock, utc_now
 from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.events import ErrorRaised, Event, ReplyDelta, ReplyDone, TurnEnded, TurnStarted
 from voice_assistant.history.store import HistoryStore, NewTurn, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
+from voice_assistant.session.speculation import Speculation
 from voice_assistant.session.window import Window, WindowPolicy, build_window
+from voice_assistant.turn.taker import CompletedTurn
 
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[Event], None]
-Clock = Callable[[], datetime]
 
 DISCONNECTED = "client disconnected before the reply"
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True)
-class CompletedTurn:
-    audio: Samples
-    speech_start: datetime
-    speech_end: datetime
-    decided_at: datetime
-    """When the turn detector ended the turn."""
+class _Pending:
+    turn: CompletedTurn
     speech_epoch: int
-    """How many times speech had started when this turn ended; a later start means the user went on."""
+    """How many times speech had started when the turn ended; a later start means the user went on."""
+    speculation: Speculation | None
 
 
 class Conversation:
+    """Listens to one stream's turn-taking (it is a `TurnListener`) and answers every finished turn."""
+
     def __init__(
         self,
         *,
@@ -57,6 +55,7 @@ class Conversation:
         publish: Publish,
         metrics: Metrics,
         next_index: int,
+        speculative: bool = True,
         clock: Clock = utc_now,
     ) -> None:
         self.session_id = session_id
@@ -67,9 +66,12 @@ class Conversation:
         self._metrics = metrics
         self._clock = clock
         self._next_index = next_index
-        self.speech_epoch = 0
-        self._queue: asyncio.Queue[CompletedTurn | None] = asyncio.Queue()
+        self._speculative = speculative
+        self._speech_epoch = 0
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._busy = False
         self._reply: asyncio.Task[None] | None = None
+        self._speculation: Speculation | None = None
         self._closing = False
         self._worker = asyncio.create_task(self._work(), name=f"conversation-{session_id[:8]}")
 
@@ -83,9 +85,9 @@ class Conversation:
         policy: WindowPolicy,
         publish: Publish,
         metrics: Metrics,
+        speculative: bool = True,
         clock: Clock = utc_now,
     ) -> Conversation:
-        next_index = await store.turn_count(session_id)
         return cls(
             session_id=session_id,
             store=store,
@@ -93,54 +95,86 @@ class Conversation:
             policy=policy,
             publish=publish,
             metrics=metrics,
-            next_index=next_index,
+            next_index=await store.turn_count(session_id),
+            speculative=speculative,
             clock=clock,
         )
 
-    # -- from the turn detector
+    # -- from turn-taking (TurnListener)
 
     def speech_started(self) -> None:
         """The user started a new turn: announce it and stop any reply in progress (barge-in)."""
-        self.speech_epoch += 1
+        self._speech_epoch += 1
         if self._reply is not None and not self._reply.done():
             self._reply.cancel()
+        self._discard_speculation()
         self._publish(TurnStarted(turn=self._next_index))
         self._next_index += 1
 
+    def speech_paused(self, audio: Samples) -> None:
+        if self._speculative and not self._closing and not self._busy and self._queue.empty():
+            self._discard_speculation()
+            self._speculation = Speculation(self._model, lambda: self._window_for(audio))
+
+    def speech_resumed(self) -> None:
+        self._discard_speculation()
+
     def turn_finished(self, turn: CompletedTurn) -> None:
-        self._queue.put_nowait(turn)
+        speculation, self._speculation = self._speculation, None
+        self._queue.put_nowait(_Pending(turn, self._speech_epoch, speculation))
 
     async def close(self) -> None:
         """The client is gone: cut the reply short, store every finished turn, leave no task behind."""
         self._closing = True
+        self._discard_speculation()
         if self._reply is not None and not self._reply.done():
             self._reply.cancel()
         self._queue.put_nowait(None)
         await asyncio.wait([self._worker])
 
+    def _discard_speculation(self) -> None:
+        if self._speculation is not None:
+            self._speculation.cancel()
+            self._metrics.speculations.labels("discarded").inc()
+            self._speculation = None
+
     # -- the worker
 
     async def _work(self) -> None:
-        while (turn := await self._queue.get()) is not None:
+        while (pending := await self._queue.get()) is not None:
+            self._busy = True
             try:
-                await self._answer(turn)
+                await self._answer(pending)
             except VoiceAssistantError as exc:
                 self._report(str(exc), stage="turn")
             except Exception as exc:  # the store failed: report it and keep the session alive
                 logger.exception("turn failed", extra={"session": self.session_id})
                 self._report(f"the turn could not be stored: {type(exc).__name__}", stage="store")
+            finally:
+                self._busy = False
 
     def _report(self, message: str, *, stage: str, turn: int | None = None) -> None:
         self._metrics.errors.labels(stage).inc()
         self._publish(ErrorRaised(message=message, turn=turn))
 
-    async def _answer(self, turn: CompletedTurn) -> None:
+    async def _window_for(self, audio: Samples) -> Window:
         past = await self._store.recent_turns(
             self.session_id,
             limit=max(self._policy.max_turns - 1, 0),
             audio_for_last=max(self._policy.audio_turns - 1, 0),
         )
-        window = build_window(self._policy, past, turn.audio)
+        return build_window(self._policy, past, audio)
+
+    async def _answer(self, pending: _Pending) -> None:
+        turn, speculation = pending.turn, pending.speculation
+        window: Window | None = None
+        if speculation is not None:
+            try:
+                window = await speculation.window
+            except (asyncio.CancelledError, VoiceAssistantError):
+                speculation = None
+        if window is None:
+            window = await self._window_for(turn.audio)
         index = await self._store.add_turn(
             self.session_id,
             NewTurn(
@@ -148,15 +182,17 @@ class Conversation:
                 speech_start=turn.speech_start,
                 speech_end=turn.speech_end,
                 turn_ended_at=turn.decided_at,
-                context=window.context,
+                context={**window.context, "end": str(turn.reason), "speculative": speculation is not None},
             ),
         )
         committed_at = self._clock()
-        self._metrics.turns.inc()
+        self._metrics.turns.labels(str(turn.reason)).inc()
         self._metrics.endpointing.observe(max((committed_at - turn.speech_end).total_seconds(), 0.0))
         self._publish(TurnEnded(turn=index, audio_seconds=round(len(turn.audio) / MODEL_RATE, 3)))
-        if self._closing or turn.speech_epoch != self.speech_epoch:
+        if self._closing or pending.speech_epoch != self._speech_epoch:
             # Nobody is listening any more, or the user went on speaking before the reply began.
+            if speculation is not None:
+                speculation.cancel()
             await self._finish(
                 index,
                 turn,
@@ -167,18 +203,23 @@ class Conversation:
                 error=DISCONNECTED if self._closing else None,
             )
             return
-        self._reply = asyncio.create_task(self._stream_reply(index, turn, window, committed_at))
+        if speculation is not None:
+            self._metrics.speculations.labels("adopted").inc()
+            source = speculation.stream()
+        else:
+            source = self._model.stream_reply(window.messages)
+        self._reply = asyncio.create_task(self._stream_reply(index, turn, source, committed_at))
         await asyncio.wait([self._reply])
 
     async def _stream_reply(
-        self, index: int, turn: CompletedTurn, window: Window, committed_at: datetime
+        self, index: int, turn: CompletedTurn, source: AsyncIterator[str], committed_at: datetime
     ) -> None:
         pieces: list[str] = []
         first_delta_at: datetime | None = None
         error: str | None = None
         interrupted = False
         try:
-            async for delta in self._model.stream_reply(window.messages):
+            async for delta in source:
                 if first_delta_at is None:
                     first_delta_at = self._clock()
                     self._metrics.first_delta.observe(
@@ -195,6 +236,12 @@ class Conversation:
         except VoiceAssistantError as exc:
             error = str(exc)
             self._report(error, stage="model", turn=index)
+        finally:
+            # Close the generator now, not at garbage collection: the backend stops generating on close.
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
         await self._finish(
             index,
             turn,

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -18,12 +17,13 @@ from fastrtc import AdditionalOutputs, AsyncStreamHandler
 from fastrtc.utils import get_current_context
 
 from voice_assistant.assistant import Assistant
-from voice_assistant.audio.pcm import MODEL_RATE, to_float32_mono
+from voice_assistant.audio.pcm import to_float32_mono
 from voice_assistant.audio.resample import StreamResampler
+from voice_assistant.clock import utc_now
 from voice_assistant.errors import UnknownSession, VoiceAssistantError
 from voice_assistant.events import ErrorRaised, Event, ReplyDelta, ReplyDone, TurnEnded
-from voice_assistant.session.conversation import CompletedTurn, Conversation, utc_now
-from voice_assistant.turn.segmenter import TurnBegan, TurnSegmenter
+from voice_assistant.session.conversation import Conversation
+from voice_assistant.turn.taker import TurnTaker
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ class VoiceHandler(AsyncStreamHandler):
         super().__init__(expected_layout="mono", output_sample_rate=24_000, input_sample_rate=WEBRTC_RATE)
         self._assistant = assistant
         self._to_model_rate = StreamResampler()
-        self._segmenter: TurnSegmenter = assistant.segmenter()
         self._conversation: Conversation | None = None
-        self._pending: list[tuple[float, int, np.ndarray]] = []
+        self._turns: TurnTaker | None = None
+        self._pending: list[tuple[datetime, int, np.ndarray]] = []
         self._pending_seconds = 0.0
         self._outbox: asyncio.Queue[AdditionalOutputs | None] = asyncio.Queue()
         self._ui: UiTranscript | None = None
@@ -68,6 +68,7 @@ class VoiceHandler(AsyncStreamHandler):
             self._ui = UiTranscript()
             session_id, notice = await self._session_from_ui()
         self._conversation = await self._assistant.open_conversation(session_id, self._publish)
+        self._turns = self._assistant.turn_taker(self._conversation)
         self.live.add(self)
         self._assistant.metrics.live_sessions.inc()
         logger.info("connection %s on session %s", webrtc_id, session_id)
@@ -93,15 +94,15 @@ class VoiceHandler(AsyncStreamHandler):
 
     async def receive(self, frame: tuple[int, np.ndarray]) -> None:
         rate, array = frame
-        if self._conversation is None:
+        if self._turns is None:
             if self._pending_seconds < MAX_PENDING_SECONDS:
-                self._pending.append((time.time(), rate, array))
+                self._pending.append((utc_now(), rate, array))
                 self._pending_seconds += array.shape[-1] / rate
             return
-        self._consume(rate, array, time.time())
+        self._consume(rate, array, utc_now())
 
-    def _consume(self, rate: int, array: np.ndarray, arrived: float) -> None:
-        assert self._conversation is not None
+    def _consume(self, rate: int, array: np.ndarray, arrived: datetime) -> None:
+        assert self._turns is not None
         try:
             samples = self._to_model_rate(to_float32_mono(array), rate)
         except VoiceAssistantError as exc:
@@ -109,24 +110,7 @@ class VoiceHandler(AsyncStreamHandler):
                 self._audio_problem = str(exc)
                 self._publish(ErrorRaised(message=str(exc)))
             return
-        for event in self._segmenter.feed(samples):
-            # Audio time -> wall time: the newest sample arrived at `arrived`.
-            def at(sample: int) -> datetime:
-                behind = (self._segmenter.samples_seen - sample) / MODEL_RATE
-                return datetime.fromtimestamp(arrived, tz=utc_now().tzinfo) - timedelta(seconds=behind)
-
-            if isinstance(event, TurnBegan):
-                self._conversation.speech_started()
-            else:
-                self._conversation.turn_finished(
-                    CompletedTurn(
-                        audio=event.samples,
-                        speech_start=at(event.start_sample),
-                        speech_end=at(event.end_sample),
-                        decided_at=utc_now(),
-                        speech_epoch=self._conversation.speech_epoch,
-                    )
-                )
+        self._turns.feed(samples, arrived)
 
     # -- events out
 
@@ -150,6 +134,8 @@ class VoiceHandler(AsyncStreamHandler):
             return
         self._closed = True
         self.live.discard(self)
+        if self._turns is not None:
+            await self._turns.close()
         if self._conversation is not None:
             self._assistant.metrics.live_sessions.dec()
             await self._conversation.close()

@@ -14,7 +14,10 @@ class TurnParams:
     threshold: float = 0.5
     neg_threshold: float = 0.35
     min_speech_frames: int = 3
-    min_silence_frames: int = 17
+    pause_frames: int = 6
+    """Silence after which the user has paused: the end-of-turn model is asked, a reply may start."""
+    min_silence_frames: int = 22
+    """Silence that ends the turn whatever the end-of-turn model says."""
     max_turn_frames: int = 938
 
     @classmethod
@@ -24,6 +27,7 @@ class TurnParams:
         threshold: float,
         neg_threshold: float,
         min_speech_ms: float,
+        pause_ms: float,
         min_silence_ms: float,
         max_turn_seconds: float,
     ) -> TurnParams:
@@ -34,6 +38,7 @@ class TurnParams:
             threshold=threshold,
             neg_threshold=min(neg_threshold, threshold),
             min_speech_frames=frames(min_speech_ms),
+            pause_frames=min(frames(pause_ms), frames(min_silence_ms)),
             min_silence_frames=frames(min_silence_ms),
             max_turn_frames=frames(max_turn_seconds * 1000),
         )
@@ -41,6 +46,9 @@ class TurnParams:
 
 class EndReason(enum.StrEnum):
     SILENCE = "silence"
+    """The silence reached `min_silence_frames`."""
+    SEMANTIC = "semantic"
+    """The end-of-turn model judged the paused turn complete."""
     MAX_LENGTH = "max_length"
 
 
@@ -51,13 +59,24 @@ class SpeechStarted:
 
 
 @dataclass(frozen=True)
+class SpeechPaused:
+    frame: int
+    """Where the silence began; the turn is still open."""
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    frame: int
+
+
+@dataclass(frozen=True)
 class SpeechEnded:
     frame: int
     """First frame after the speech (where the silence began, or the cut)."""
     reason: EndReason
 
 
-TurnEvent = SpeechStarted | SpeechEnded
+TurnEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded
 
 
 class _State(enum.Enum):
@@ -71,7 +90,8 @@ class TurnDetector:
     Hysteresis: speech starts after `min_speech_frames` frames at or over `threshold`; once speaking,
     only frames under `neg_threshold` start a silence, and a frame at or over `threshold` cancels it.
     Frames in between neither start nor cancel a silence, so a fading voice does not end a sentence
-    early and breath noise does not keep a finished one open.
+    early and breath noise does not keep a finished one open. A silence of `pause_frames` is a pause
+    (announced once); the turn ends at `min_silence_frames`, or earlier through `end_now()`.
     """
 
     def __init__(self, params: TurnParams) -> None:
@@ -81,16 +101,27 @@ class TurnDetector:
         self._run_start: int | None = None
         self._turn_start = 0
         self._silence_start: int | None = None
+        self._paused = False
 
     @property
     def speaking(self) -> bool:
         return self._state is _State.SPEAKING
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def push(self, probability: float) -> TurnEvent | None:
         self._frame += 1
         if self._state is _State.QUIET:
             return self._push_quiet(probability)
         return self._push_speaking(probability)
+
+    def end_now(self) -> SpeechEnded | None:
+        """End the paused turn at the start of its silence (the end-of-turn model's verdict)."""
+        if not self._paused or self._silence_start is None:
+            return None
+        return self._end(self._silence_start, EndReason.SEMANTIC)
 
     def _push_quiet(self, probability: float) -> TurnEvent | None:
         if probability >= self.params.threshold:
@@ -109,13 +140,18 @@ class TurnDetector:
     def _push_speaking(self, probability: float) -> TurnEvent | None:
         if probability >= self.params.threshold:
             self._silence_start = None
+            if self._paused:
+                self._paused = False
+                return SpeechResumed(frame=self._frame)
         elif probability < self.params.neg_threshold and self._silence_start is None:
             self._silence_start = self._frame
-        if (
-            self._silence_start is not None
-            and self._frame - self._silence_start + 1 >= self.params.min_silence_frames
-        ):
-            return self._end(self._silence_start, EndReason.SILENCE)
+        if self._silence_start is not None:
+            silence = self._frame - self._silence_start + 1
+            if silence >= self.params.min_silence_frames:
+                return self._end(self._silence_start, EndReason.SILENCE)
+            if silence >= self.params.pause_frames and not self._paused:
+                self._paused = True
+                return SpeechPaused(frame=self._silence_start)
         if self._frame - self._turn_start + 1 >= self.params.max_turn_frames:
             return self._end(self._frame + 1, EndReason.MAX_LENGTH)
         return None
@@ -124,4 +160,5 @@ class TurnDetector:
         self._state = _State.QUIET
         self._silence_start = None
         self._run_start = None
+        self._paused = False
         return SpeechEnded(frame=frame, reason=reason)

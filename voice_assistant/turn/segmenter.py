@@ -8,13 +8,33 @@ from dataclasses import dataclass
 import numpy as np
 
 from voice_assistant.audio.pcm import Samples
-from voice_assistant.turn.detector import EndReason, SpeechEnded, SpeechStarted, TurnDetector, TurnParams
+from voice_assistant.turn.detector import (
+    EndReason,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    TurnDetector,
+    TurnParams,
+)
 from voice_assistant.turn.vad import FRAME_SAMPLES, SileroStream
 
 
 @dataclass(frozen=True)
 class TurnBegan:
     start_sample: int
+
+
+@dataclass(frozen=True)
+class TurnPaused:
+    samples: Samples
+    """The turn so far, its padding and the silence of the pause included."""
+    pause_sample: int
+
+
+@dataclass(frozen=True)
+class TurnResumed:
+    pass
 
 
 @dataclass(frozen=True)
@@ -26,7 +46,7 @@ class TurnAudio:
     reason: EndReason
 
 
-SegmentEvent = TurnBegan | TurnAudio
+SegmentEvent = TurnBegan | TurnPaused | TurnResumed | TurnAudio
 
 
 class TurnSegmenter:
@@ -52,6 +72,15 @@ class TurnSegmenter:
     def speaking(self) -> bool:
         return self._detector.speaking
 
+    @property
+    def paused(self) -> bool:
+        return self._detector.paused
+
+    def end_turn(self) -> TurnAudio | None:
+        """End the paused turn now (an end-of-turn model judged it complete); None if not paused."""
+        event = self._detector.end_now()
+        return self._cut(event) if event is not None else None
+
     def feed(self, samples: Samples) -> list[SegmentEvent]:
         self._pending = np.concatenate([self._pending, samples]) if len(self._pending) else samples
         events: list[SegmentEvent] = []
@@ -66,26 +95,37 @@ class TurnSegmenter:
     def _push_frame(self, frame: Samples) -> SegmentEvent | None:
         self._frames.append(frame)
         self._next_frame += 1
-        event = self._detector.push(self._vad.prob(frame))
         result: SegmentEvent | None = None
-        if isinstance(event, SpeechStarted):
-            self._turn_start = event.frame
-            result = TurnBegan(start_sample=event.frame * FRAME_SAMPLES)
-        elif isinstance(event, SpeechEnded):
-            result = self._cut(event)
+        match self._detector.push(self._vad.prob(frame)):
+            case SpeechStarted(frame=start):
+                self._turn_start = start
+                result = TurnBegan(start_sample=start * FRAME_SAMPLES)
+            case SpeechPaused(frame=silence):
+                result = TurnPaused(samples=self._turn_so_far(), pause_sample=silence * FRAME_SAMPLES)
+            case SpeechResumed():
+                result = TurnResumed()
+            case SpeechEnded() as ended:
+                result = self._cut(ended)
         if self._turn_start is None:
             while len(self._frames) > self._keep_quiet:
                 self._frames.popleft()
                 self._first_frame += 1
         return result
 
+    def _frames_between(self, begin: int, end: int) -> Samples:
+        """Frames [begin, end) of the stream that are still kept."""
+        kept = list(self._frames)[max(begin, self._first_frame) - self._first_frame : end - self._first_frame]
+        return np.concatenate(kept)
+
+    def _turn_so_far(self) -> Samples:
+        assert self._turn_start is not None
+        return self._frames_between(self._turn_start - self._pad, self._next_frame)
+
     def _cut(self, event: SpeechEnded) -> TurnAudio:
         assert self._turn_start is not None
-        begin = max(self._first_frame, self._turn_start - self._pad)
         end = min(self._next_frame, event.frame + self._pad)
-        frames = list(self._frames)[begin - self._first_frame : end - self._first_frame]
         turn = TurnAudio(
-            samples=np.concatenate(frames),
+            samples=self._frames_between(self._turn_start - self._pad, end),
             start_sample=self._turn_start * FRAME_SAMPLES,
             end_sample=event.frame * FRAME_SAMPLES,
             reason=event.reason,

@@ -1,0 +1,120 @@
+"""Turn-taking for one stream: the segmenter's frames, the end-of-turn model's verdicts, wall-clock times.
+
+It tells a listener (the conversation) when the user starts, pauses, resumes and finishes a turn.
+A pause is where a reply may start speculatively and where the end-of-turn model is asked; its
+verdict arrives from a worker thread a few tens of milliseconds later and ends the turn only if
+the user is still silent in the same pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from voice_assistant.audio.pcm import MODEL_RATE, Samples
+from voice_assistant.clock import Clock, utc_now
+from voice_assistant.turn.detector import EndReason
+from voice_assistant.turn.segmenter import TurnAudio, TurnBegan, TurnPaused, TurnResumed, TurnSegmenter
+from voice_assistant.turn.semantic import EndOfTurnModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompletedTurn:
+    audio: Samples
+    speech_start: datetime
+    speech_end: datetime
+    decided_at: datetime
+    """When the turn was judged over."""
+    reason: EndReason
+
+
+class TurnListener(Protocol):
+    def speech_started(self) -> None: ...
+
+    def speech_paused(self, audio: Samples) -> None:
+        """The user is silent for a moment: `audio` is the turn so far."""
+        ...
+
+    def speech_resumed(self) -> None: ...
+
+    def turn_finished(self, turn: CompletedTurn) -> None: ...
+
+
+class TurnTaker:
+    def __init__(
+        self,
+        segmenter: TurnSegmenter,
+        listener: TurnListener,
+        *,
+        end_of_turn: EndOfTurnModel | None = None,
+        threshold: float = 0.5,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._segmenter = segmenter
+        self._listener = listener
+        self._end_of_turn = end_of_turn
+        self._threshold = threshold
+        self._clock = clock
+        self._arrived = clock()
+        self._pause = 0
+        """Counts pauses, so that a late verdict about an earlier pause is ignored."""
+        self._verdict: asyncio.Task[None] | None = None
+
+    def feed(self, samples: Samples, arrived: datetime) -> None:
+        """16 kHz samples whose newest one arrived at `arrived`."""
+        self._arrived = arrived
+        for event in self._segmenter.feed(samples):
+            match event:
+                case TurnBegan():
+                    self._listener.speech_started()
+                case TurnPaused(samples=so_far):
+                    self._pause += 1
+                    self._listener.speech_paused(so_far)
+                    if self._end_of_turn is not None:
+                        self._verdict = asyncio.create_task(self._judge(self._pause, so_far))
+                case TurnResumed():
+                    self._pause += 1
+                    self._listener.speech_resumed()
+                case TurnAudio() as turn:
+                    self._pause += 1
+                    self._finish(turn)
+
+    async def close(self) -> None:
+        if self._verdict is not None:
+            self._verdict.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._verdict
+
+    async def _judge(self, pause: int, audio: Samples) -> None:
+        assert self._end_of_turn is not None
+        try:
+            probability = await asyncio.to_thread(self._end_of_turn.complete_probability, audio)
+        except Exception:  # a broken end-of-turn model must not end or stall turns: silence decides
+            logger.exception("end-of-turn model failed")
+            return
+        if pause != self._pause or probability < self._threshold:
+            return
+        turn = self._segmenter.end_turn()
+        if turn is not None:
+            self._pause += 1
+            self._finish(turn)
+
+    def _finish(self, turn: TurnAudio) -> None:
+        def at(sample: int) -> datetime:
+            return self._arrived - timedelta(seconds=(self._segmenter.samples_seen - sample) / MODEL_RATE)
+
+        self._listener.turn_finished(
+            CompletedTurn(
+                audio=turn.samples,
+                speech_start=at(turn.start_sample),
+                speech_end=at(turn.end_sample),
+                decided_at=self._clock(),
+                reason=turn.reason,
+            )
+        )
