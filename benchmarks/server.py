@@ -86,5 +86,12 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (Linux /proc), to tell work from busy waiting."""
+        assert self.process is not None, "not started"
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:] if self.log_path.exists() else ""

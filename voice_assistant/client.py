@@ -48,6 +48,11 @@ class MicrophoneTrack(MediaStreamTrack):
     def queued_seconds(self) -> float:
         return len(self._queue) / RATE
 
+    @property
+    def sent_seconds(self) -> float:
+        """Audio (speech or silence) sent so far."""
+        return self._sent / RATE
+
     async def recv(self) -> AudioFrame:
         if self._start is None:
             self._start = time.time()

@@ -53,12 +53,12 @@ class Settings(BaseSettings):
         ge=32,
         description="Silence that makes a pause: the end-of-turn model is asked, a reply may start.",
     )
-    min_silence_ms: int = Field(
-        700, ge=64, description="Silence after speech that ends the turn in any case."
-    )
-    end_of_turn: Literal["auto", "smart-turn", "silence"] = Field(
-        "auto",
-        description="End of turn at a pause: Smart Turn v3 when installed ('auto'), or silence only.",
+    # 650 ms: the shortest silence that split no sentence of the endpointing benchmark's set (inner
+    # pauses up to 0.6 s); see README, "Benchmarks".
+    min_silence_ms: int = Field(650, ge=64, description="Silence after speech that ends the turn.")
+    end_of_turn: Literal["silence", "smart-turn"] = Field(
+        "silence",
+        description="'smart-turn': Smart Turn v3 may end a turn at a pause (faster, may cut a sentence).",
     )
     end_of_turn_threshold: float = Field(
         0.5,

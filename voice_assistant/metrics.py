@@ -37,3 +37,8 @@ class Metrics:
             registry=self.registry,
         )
         self.live_sessions = Gauge("va_live_sessions", "Connected sessions.", registry=self.registry)
+        self.audio_received = Counter(
+            "va_audio_received_seconds",
+            "Caller audio that reached the turn detector.",
+            registry=self.registry,
+        )

@@ -24,7 +24,7 @@ class InOrderAudioBuffer(JitterBuffer):
         if packet is None:
             return None
         self.remove(1)
-        # `_data` is the depayloaded frame, set by aiortc's receiver before `add` (as its own buffer reads it).
+        # `_data` is the depayloaded frame: aiortc's receiver sets it before `add`, its own buffer reads it.
         return JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
 
 

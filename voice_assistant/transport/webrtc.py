@@ -17,7 +17,7 @@ from fastrtc import AdditionalOutputs, AsyncStreamHandler
 from fastrtc.utils import get_current_context
 
 from voice_assistant.assistant import Assistant
-from voice_assistant.audio.pcm import to_float32_mono
+from voice_assistant.audio.pcm import MODEL_RATE, to_float32_mono
 from voice_assistant.audio.resample import StreamResampler
 from voice_assistant.clock import utc_now
 from voice_assistant.errors import UnknownSession, VoiceAssistantError
@@ -110,6 +110,7 @@ class VoiceHandler(AsyncStreamHandler):
                 self._audio_problem = str(exc)
                 self._publish(ErrorRaised(message=str(exc)))
             return
+        self._assistant.metrics.audio_received.inc(len(samples) / MODEL_RATE)
         self._turns.feed(samples, arrived)
 
     # -- events out

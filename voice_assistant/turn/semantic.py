@@ -73,17 +73,14 @@ class SmartTurn:
 
 
 def load_end_of_turn(mode: str, path: Path | None) -> EndOfTurnModel | None:
-    """`silence`: none. `smart-turn`: required. `auto`: Smart Turn when its file is at hand."""
+    """`silence`: none (turns end on silence alone). `smart-turn`: Smart Turn, which must be at hand."""
     if mode == "silence":
         return None
     found = path or packaged_smart_turn()
     if found is None or not found.exists():
-        if mode == "smart-turn":
-            raise VoiceAssistantError(
-                "Smart Turn needs its ONNX file: pip install 'voice-assistant[smart-turn]'"
-                " or set VA_SMART_TURN_PATH"
-            )
-        logger.info("no Smart Turn model found: turns end on silence alone")
-        return None
+        raise VoiceAssistantError(
+            "Smart Turn needs its ONNX file: pip install 'voice-assistant[smart-turn]'"
+            " or set VA_SMART_TURN_PATH"
+        )
     logger.info("semantic end of turn: %s", found)
     return SmartTurn(found)

@@ -1,0 +1,230 @@
+"""The labeled multi-turn recordings that the endpointing benchmark plays, made offline and deterministically.
+
+Each recording is a user talking to the assistant: 3-5 turns of espeak-ng speech with pauses placed
+inside the sentences (0.2-0.6 s, which must not end a turn), gaps of 1.5-2.5 s between turns (room for
+a reply, which must end it), and background noise (sox pink or brown noise) at a known SNR. Because the
+speech is synthetic and trimmed, the true start and end of every turn and of every inner pause are known
+to the sample: those are the labels the benchmark scores against.
+
+A plan (what to say, how, with which pauses) comes from the seed alone; rendering it runs espeak-ng and
+sox. The WAVs and a JSON manifest are cached in a folder named by a hash of the plans, so changing the
+generator can never reuse stale audio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from pydantic import BaseModel, ConfigDict
+
+from benchmarks.speech import RATE, speak
+
+VOICES = ("en-us", "en-gb", "en-us+f3", "en-us+m7")
+SPEEDS = (140, 170, 200)
+SNRS_DB: tuple[float | None, ...] = (None, 20.0, 10.0)
+"""None is clean speech."""
+NOISES = ("pinknoise", "brownnoise")
+FULL_SIZE = 12
+"""Every voice meets every SNR and every speed once (index mod 4, 3 and index div 4)."""
+QUICK = (0, 5, 10)
+"""Three recordings of the full set: three voices, three speeds, each SNR once."""
+TURNS = (3, 5)
+INNER_PAUSE_S = (0.2, 0.6)
+GAP_S = (1.5, 2.5)
+LEAD_IN_S = 1.0
+TAIL_S = 3.0
+"""After the last turn: longer than any endpointer's delay, so the last turn is judged fairly."""
+NOISE_BED_S = 90
+
+SENTENCES: tuple[tuple[str, ...], ...] = (
+    ("Can you tell me", "a short story", "about a robot?"),
+    ("What is the weather", "going to be like", "tomorrow in Paris?"),
+    ("I would like to", "book a table", "for two people tonight."),
+    ("Remind me to call", "my sister", "after lunch."),
+    ("How far is", "the moon", "from the earth?"),
+    ("Please turn off", "the lights in the kitchen."),
+    ("What did you say", "about the train schedule?"),
+    ("Play some music", "that helps me", "focus on my work."),
+    ("Why is the sky", "blue during the day?"),
+    ("Could you explain", "how a rainbow", "forms after the rain?"),
+    ("Thanks, that was", "really helpful."),
+    ("Okay.",),
+    ("Set a timer", "for ten minutes."),
+    ("Which one of those", "would you recommend", "for a beginner?"),
+)
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    pieces: tuple[str, ...]
+    pauses: tuple[float, ...]
+    """Silence between consecutive pieces (one fewer than the pieces)."""
+    gap_after: float
+
+
+@dataclass(frozen=True)
+class RecordingPlan:
+    name: str
+    voice: str
+    speed: int
+    snr_db: float | None
+    noise: str
+    noise_offset: float
+    """Where in the noise bed this recording's noise starts, as a fraction of the spare length."""
+    turns: tuple[TurnPlan, ...]
+
+
+class TurnLabel(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    start: float
+    end: float
+    pauses: tuple[tuple[float, float], ...]
+    """(start, end) of each silence inside the turn, in seconds from the recording's start."""
+
+
+class Recording(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    wav: str
+    """File name in the dataset folder."""
+    voice: str
+    speed: int
+    snr_db: float | None
+    noise: str | None
+    duration: float
+    turns: tuple[TurnLabel, ...]
+
+
+class Manifest(BaseModel):
+    key: str
+    recordings: tuple[Recording, ...]
+
+
+def plan_recording(index: int, *, seed: int = 0) -> RecordingPlan:
+    """The plan of recording `index`: conditions from the index (balanced), the rest from the seed."""
+    rng = np.random.default_rng([seed, index])
+    voice, speed, snr = VOICES[index % 4], SPEEDS[index % 3], SNRS_DB[(index // 4) % 3]
+    chosen = rng.choice(len(SENTENCES), size=int(rng.integers(TURNS[0], TURNS[1] + 1)), replace=False)
+    turns = tuple(
+        TurnPlan(
+            pieces=SENTENCES[i],
+            pauses=tuple(round(float(p), 3) for p in rng.uniform(*INNER_PAUSE_S, len(SENTENCES[i]) - 1)),
+            gap_after=round(float(rng.uniform(*GAP_S)), 3),
+        )
+        for i in chosen
+    )
+    snr_name = "clean" if snr is None else f"{snr:g}dB"
+    return RecordingPlan(
+        name=f"{index:02d}-{voice}-{speed}wpm-{snr_name}",
+        voice=voice,
+        speed=speed,
+        snr_db=snr,
+        noise=NOISES[index % 2],
+        noise_offset=round(float(rng.uniform()), 4),
+        turns=turns,
+    )
+
+
+def noise_bed(kind: str, folder: Path) -> np.ndarray:
+    """NOISE_BED_S seconds of sox noise (`sox -R` seeds its generator: the same noise every time)."""
+    path = folder / f"{kind}.wav"
+    if not path.exists():
+        sox = shutil.which("sox")
+        if sox is None:
+            raise RuntimeError("sox is not installed: run `bash .ci/run` or `apt-get install -y sox`")
+        cmd = [sox, "-R", "-n", "-r", str(RATE), "-c", "1", "-b", "16", str(path)]
+        subprocess.run([*cmd, "synth", str(NOISE_BED_S), kind], check=True, capture_output=True)
+    samples, _ = sf.read(path, dtype="float32")
+    return np.asarray(samples)
+
+
+def render(plan: RecordingPlan, folder: Path) -> tuple[Recording, np.ndarray]:
+    """The recording's audio and its labels (every time in seconds from the first sample)."""
+    parts: list[np.ndarray] = [np.zeros(int(LEAD_IN_S * RATE), dtype=np.float32)]
+    cursor = len(parts[0])
+    speech: list[np.ndarray] = []
+    labels: list[TurnLabel] = []
+    for t, turn in enumerate(plan.turns):
+        start, pauses = cursor, []
+        for i, piece in enumerate(turn.pieces):
+            if i:
+                silence = np.zeros(int(turn.pauses[i - 1] * RATE), dtype=np.float32)
+                pauses.append((cursor / RATE, (cursor + len(silence)) / RATE))
+                parts.append(silence)
+                cursor += len(silence)
+            voiced = speak(piece, voice=plan.voice, speed=plan.speed)
+            speech.append(voiced)
+            parts.append(voiced)
+            cursor += len(voiced)
+        text = " ".join(turn.pieces)
+        labels.append(TurnLabel(text=text, start=start / RATE, end=cursor / RATE, pauses=tuple(pauses)))
+        after = TAIL_S if t == len(plan.turns) - 1 else turn.gap_after
+        parts.append(np.zeros(int(after * RATE), dtype=np.float32))
+        cursor += len(parts[-1])
+    audio = np.concatenate(parts)
+    if plan.snr_db is not None:
+        audio = audio + _noise(plan, folder, len(audio), _rms(np.concatenate(speech)))
+    audio = audio / max(1.0, float(np.abs(audio).max()) / 0.99)  # never clip; the labels do not move
+    recording = Recording(
+        name=plan.name,
+        wav=f"{plan.name}.wav",
+        voice=plan.voice,
+        speed=plan.speed,
+        snr_db=plan.snr_db,
+        noise=None if plan.snr_db is None else plan.noise,
+        duration=len(audio) / RATE,
+        turns=tuple(labels),
+    )
+    return recording, audio.astype(np.float32)
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+
+
+def _noise(plan: RecordingPlan, folder: Path, length: int, speech_rms: float) -> np.ndarray:
+    """Noise for the whole recording, scaled so that speech RMS / noise RMS is the plan's SNR."""
+    assert plan.snr_db is not None
+    bed = noise_bed(plan.noise, folder)
+    if length > len(bed):
+        raise ValueError(f"{plan.name} is longer than the {NOISE_BED_S} s noise bed")
+    offset = int(plan.noise_offset * (len(bed) - length))
+    noise = bed[offset : offset + length]
+    return noise * (speech_rms / _rms(noise) / 10 ** (plan.snr_db / 20))
+
+
+def load_dataset(cache: Path, *, quick: bool = False, seed: int = 0) -> tuple[Path, list[Recording]]:
+    """The dataset's folder and its recordings, rendered into `cache` unless already there."""
+    plans = [plan_recording(i, seed=seed) for i in (QUICK if quick else range(FULL_SIZE))]
+    generator = {"plans": [asdict(p) for p in plans], "lead_in": LEAD_IN_S, "tail": TAIL_S, "rate": RATE}
+    key = hashlib.sha256(json.dumps(generator, sort_keys=True).encode()).hexdigest()[:16]
+    folder = cache / f"endpointing-{key}"
+    manifest_path = folder / "manifest.json"
+    if manifest_path.exists():
+        return folder, list(Manifest.model_validate_json(manifest_path.read_text()).recordings)
+    folder.mkdir(parents=True, exist_ok=True)
+    recordings = []
+    for plan in plans:
+        recording, audio = render(plan, folder)
+        sf.write(folder / recording.wav, audio, RATE, subtype="FLOAT")
+        recordings.append(recording)
+    manifest = Manifest(key=key, recordings=tuple(recordings))
+    manifest_path.write_text(manifest.model_dump_json(indent=1))
+    return folder, recordings
+
+
+def read_audio(folder: Path, recording: Recording) -> np.ndarray:
+    samples, rate = sf.read(folder / recording.wav, dtype="float32")
+    if rate != RATE:
+        raise ValueError(f"{recording.wav}: {rate} Hz, expected {RATE}")
+    return np.asarray(samples)

@@ -1,0 +1,266 @@
+"""Endpointing benchmark: how soon after the user stops talking does each system end the turn, and how
+often does it cut a sentence at a pause or miss the end of a turn?
+
+Our server and a stock fastrtc `ReplyOnPause` server (benchmarks/peer_fastrtc.py) run side by side. The
+same WebRTC client (aiortc, paced in real time) plays each labeled recording (benchmarks/dataset.py) to
+one system at a time, so that they never compete for the cores, and keeps the wall time at which each
+`turn_ended` arrived. Scoring is benchmarks/scoring.py.
+
+    python -m benchmarks endpointing [--quick] [--label NAME] [--env VA_MIN_SILENCE_MS=400 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from benchmarks.dataset import Recording, load_dataset, read_audio
+from benchmarks.report import RESULTS, format_table, machine, now, write_json
+from benchmarks.scoring import Summary, TurnScore, score_turns, summarize
+from benchmarks.server import ServerProcess
+from benchmarks.speech import RATE, Utterance
+from voice_assistant.client import VoiceClient
+
+CACHE = Path(__file__).parent / ".cache"
+PEER = "fastrtc ReplyOnPause"
+OUR_DEFAULTS = {"VA_MAX_NEW_TOKENS": "8"}
+"""Short replies: the benchmark measures turn ends, not generation."""
+WARM_UP = Utterance(("Hello there,", "are you awake?"), inner_pause=0.3, gap_after=2.5)
+
+
+@dataclass
+class System:
+    name: str
+    server: ServerProcess
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Run:
+    detections: list[float]
+    """When each `turn_ended` arrived, in seconds from the recording's first sample."""
+    cpu: float
+    """The server's CPU during playback, as a share of one core."""
+
+
+def cpu_meter(server: ServerProcess) -> Callable[[], float]:
+    """Starts now; each call gives the server's CPU since then, as a share of one core."""
+    cpu, wall = server.cpu_seconds(), time.monotonic()
+    return lambda: (server.cpu_seconds() - cpu) / (time.monotonic() - wall)
+
+
+async def play(system: System, audio: np.ndarray) -> Run:
+    """Play one recording to one system over a fresh connection, in real time."""
+    duration = len(audio) / RATE
+    client = VoiceClient(system.server.url)
+    await client.connect()
+    try:
+        meter = cpu_meter(system.server)
+        last_sample = await asyncio.wait_for(client.microphone.play(audio), duration + 30)
+        cpu = meter()
+        first_sample = last_sample - duration
+        return Run([r.at - first_sample for r in client.events("turn_ended")], cpu)
+    finally:
+        await client.close()
+
+
+async def warm_up(system: System) -> dict[str, float]:
+    """One unscored turn, so that no first-connection cost lands on a measured turn; meanwhile, what
+    the server costs while a client is connected but silent, and once nobody is connected."""
+    client = VoiceClient(system.server.url)
+    await client.connect()
+    try:
+        client.microphone.play(WARM_UP.audio())
+        await client.microphone.play(np.zeros(int(WARM_UP.gap_after * RATE), dtype=np.float32))
+        meter = cpu_meter(system.server)
+        await asyncio.sleep(4.0)
+        connected = meter()
+    finally:
+        await client.close()
+    await asyncio.sleep(1.0)
+    meter = cpu_meter(system.server)
+    await asyncio.sleep(3.0)
+    return {"cpu_connected_silent": connected, "cpu_no_connection": meter()}
+
+
+Measured = tuple[dict[str, dict[str, float]], dict[tuple[str, str], Run]]
+"""Each system's CPU outside playback, and the run of each (recording, system)."""
+
+
+async def measure(systems: Sequence[System], folder: Path, recordings: Sequence[Recording]) -> Measured:
+    """Warm every system up, then play each recording to each system in turn."""
+    costs = {system.name: await warm_up(system) for system in systems}
+    runs: dict[tuple[str, str], Run] = {}
+    for i, recording in enumerate(recordings, 1):
+        audio = read_audio(folder, recording)
+        for system in systems:
+            runs[recording.name, system.name] = run = await play(system, audio)
+            print(f"[{i}/{len(recordings)}] {recording.name} {system.name}: {len(run.detections)} turn_ended")
+            await asyncio.sleep(0.5)  # let the connection close before the next one opens
+    return costs, runs
+
+
+def turn_rows(recording: Recording, system: str, run: Run) -> list[dict[str, Any]]:
+    spans = [(turn.start, turn.end) for turn in recording.turns]
+    scores = score_turns(spans, run.detections, recording.duration)
+    conditions = {k: getattr(recording, k) for k in ("voice", "speed", "snr_db", "noise")}
+    return [
+        {"recording": recording.name, **conditions, "system": system, **turn.model_dump(), **asdict(score)}
+        for turn, score in zip(recording.turns, scores, strict=True)
+    ]
+
+
+HEADER = ("turns", "ended", "p50 s", "p95 s", "max s", "false splits", "missed", "merged")
+
+
+def summary_cells(summary: Summary) -> list[object]:
+    def seconds(value: float | None) -> str | None:
+        return None if value is None else f"{value:.3f}"
+
+    return [
+        summary.turns,
+        summary.ended,
+        seconds(summary.p50),
+        seconds(summary.p95),
+        seconds(summary.max),
+        summary.false_splits,
+        summary.missed,
+        summary.merged,
+    ]
+
+
+def scores_of(rows: Sequence[dict[str, Any]]) -> list[TurnScore]:
+    fields = TurnScore.__dataclass_fields__
+    return [TurnScore(**{k: row[k] for k in fields}) for row in rows]
+
+
+def snr_name(snr_db: float | None) -> str:
+    return "clean" if snr_db is None else f"{snr_db:g} dB"
+
+
+def ratio(ours: float | None, peer: float | None) -> float | None:
+    return None if ours is None or not peer else ours / peer
+
+
+def parse_env(pairs: Sequence[str]) -> dict[str, str]:
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--env wants KEY=VALUE, not {pair!r}")
+        settings[key] = value
+    return settings
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """`LABEL:KEY=VALUE,KEY=VALUE`: one configuration of ours."""
+    label, _, pairs = text.partition(":")
+    return label, parse_env([pair for pair in pairs.split(",") if pair])
+
+
+def make_systems(variants: Sequence[tuple[str, dict[str, str]]]) -> list[System]:
+    """Each configuration of ours (its env on top of this process's), then the peer; folders start empty."""
+    servers = CACHE / "servers"
+    shutil.rmtree(servers, ignore_errors=True)
+    peer_command = [sys.executable, "-m", "benchmarks.peer_fastrtc"]
+    ours = [
+        System(
+            label,
+            ServerProcess(servers / f"ours-{i}", env=env),
+            {k: v for k, v in {**os.environ, **env}.items() if k.startswith("VA_")},
+        )
+        for i, (label, env) in enumerate(variants)
+    ]
+    return [*ours, System(PEER, ServerProcess(servers / "peer", command=peer_command), {})]
+
+
+def run_all(systems: Sequence[System], folder: Path, recordings: Sequence[Recording]) -> Measured:
+    """Start the servers, measure, and stop them whatever happens."""
+    try:
+        for system in systems:
+            system.server.start()
+            system.settings["ready_after_s"] = system.server.ready_after_s
+        peer = systems[-1]
+        peer.settings.update(httpx.get(f"{peer.server.url}/readyz").json())
+        return asyncio.run(measure(systems, folder, recordings))
+    finally:
+        for system in systems:
+            system.server.stop()
+
+
+def report(systems: Sequence[System], recordings: Sequence[Recording], measured: Measured) -> dict[str, Any]:
+    """Print the tables; return what goes into the JSON file."""
+    costs, runs = measured
+    by_name = {r.name: r for r in recordings}
+    rows = [row for (name, system), run in runs.items() for row in turn_rows(by_name[name], system, run)]
+    names = [s.name for s in systems]
+    summaries = {n: summarize(scores_of([r for r in rows if r["system"] == n])) for n in names}
+    cpu = {n: float(np.mean([run.cpu for (_, s), run in runs.items() if s == n])) for n in names}
+    peer = PEER
+    ratios = {
+        f"{ours}/{peer}": {
+            q: ratio(getattr(summaries[ours], q), getattr(summaries[peer], q)) for q in ("p50", "p95")
+        }
+        for ours in names[:-1]
+    }
+
+    print(f"\nendpointing: {len(recordings)} recordings, true end of speech -> turn_ended at the client\n")
+    main_rows = [[n, *summary_cells(summaries[n]), f"{cpu[n]:.0%}"] for n in names]
+    print(format_table(("system", *HEADER, "cpu"), main_rows))
+    print()
+    for pair, values in ratios.items():
+        shown = {q: "-" if v is None else f"{v:.2f}x" for q, v in values.items()}
+        print(f"{pair}: p50 {shown['p50']}, p95 {shown['p95']}")
+    print()
+    snr_rows = []
+    for n in names:
+        for snr in dict.fromkeys(r.snr_db for r in recordings):
+            scores = scores_of([r for r in rows if r["system"] == n and r["snr_db"] == snr])
+            snr_rows.append([f"{n}, {snr_name(snr)}", *summary_cells(summarize(scores))])
+    print(format_table(("system, SNR", *HEADER), snr_rows))
+    print("\ncpu: the server's share of one core during playback")
+    return {
+        "settings": {s.name: s.settings for s in systems},
+        "summary": {n: {**asdict(summaries[n]), "cpu": cpu[n]} for n in names},
+        "ratio": ratios,
+        "server_cpu_outside_playback": costs,
+        "runs": [{"recording": n, "system": s, **asdict(run)} for (n, s), run in runs.items()],
+        "turns": rows,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks endpointing", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="three recordings instead of twelve")
+    parser.add_argument("--label", default="ours", help="the name of our system's row")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="for our server")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL:KEY=VALUE,...",
+        help="a configuration of ours (repeatable; replaces --label/--env): all are measured in one run",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS / "endpointing.json")
+    args = parser.parse_args(argv)
+    began = time.monotonic()
+    folder, recordings = load_dataset(CACHE, quick=args.quick)
+    variants = [parse_variant(v) for v in args.variant] or [(args.label, parse_env(args.env))]
+    systems = make_systems([(label, {**OUR_DEFAULTS, **env}) for label, env in variants])
+    results = report(systems, recordings, run_all(systems, folder, recordings))
+    elapsed = time.monotonic() - began
+    print(f"{elapsed:.0f} s in all; written {args.output}")
+    head = {"benchmark": "endpointing", "date": now(), "machine": machine(), "quick": args.quick}
+    dataset = {"folder": folder.name, "recordings": [r.model_dump() for r in recordings]}
+    write_json(args.output, {**head, "wall_seconds": round(elapsed, 1), "dataset": dataset, **results})

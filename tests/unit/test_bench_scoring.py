@@ -1,0 +1,100 @@
+"""The endpointing benchmark's judge (hand-made timelines) and its labeled recordings (labels vs audio)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.dataset import load_dataset, read_audio
+from benchmarks.scoring import TurnScore, score_turns, summarize
+from benchmarks.speech import RATE
+
+pytestmark = pytest.mark.unit
+
+SPANS = [(1.0, 3.0), (5.0, 7.0), (9.0, 10.0)]
+DURATION = 13.0
+
+
+def test_each_turn_is_ended_by_its_first_detection_after_the_end_of_speech() -> None:
+    scores = score_turns(SPANS, [3.5, 7.25, 10.75], DURATION)
+
+    assert [s.outcome for s in scores] == ["ended"] * 3
+    assert [s.delay for s in scores] == pytest.approx([0.5, 0.25, 0.75])
+    assert [s.false_splits for s in scores] == [0, 0, 0]
+
+
+def test_a_detection_inside_a_turn_or_a_second_one_after_it_is_a_false_split() -> None:
+    scores = score_turns(SPANS, [2.0, 3.5, 4.0, 7.25, 10.75], DURATION)
+
+    assert scores[0] == TurnScore(turn=0, outcome="ended", delay=pytest.approx(0.5), false_splits=2)
+    assert [s.false_splits for s in scores[1:]] == [0, 0]
+
+
+def test_a_detection_in_the_silence_before_the_first_turn_is_a_false_split() -> None:
+    assert score_turns(SPANS, [0.5, 3.5, 7.25, 10.75], DURATION)[0].false_splits == 1
+
+
+def test_a_turn_whose_gap_was_not_recognised_is_merged_into_the_next() -> None:
+    scores = score_turns(SPANS, [7.5, 10.75], DURATION)
+
+    assert scores[0] == TurnScore(turn=0, outcome="merged", delay=None, false_splits=0)
+    assert scores[1].outcome == "ended" and scores[1].delay == pytest.approx(0.5)
+
+
+def test_a_turn_with_no_end_detected_and_none_after_it_is_missed() -> None:
+    scores = score_turns(SPANS, [3.5, 13.5], DURATION)  # 13.5: after the recording, not counted
+
+    assert [s.outcome for s in scores] == ["ended", "missed", "missed"]
+    assert scores[2].delay is None
+
+
+def test_a_turn_cut_at_a_pause_and_never_ended_counts_the_split_and_the_miss() -> None:
+    scores = score_turns(SPANS, [3.5, 7.25, 9.5], DURATION)
+
+    assert scores[2] == TurnScore(turn=2, outcome="missed", delay=None, false_splits=1)
+
+
+def test_the_summary_gives_percentiles_over_ended_turns_and_counts_the_rest() -> None:
+    scores = score_turns(SPANS, [2.0, 3.5, 7.25], DURATION) + score_turns(SPANS, [7.5, 10.75], DURATION)
+
+    summary = summarize(scores)
+
+    assert (summary.turns, summary.ended) == (6, 4)
+    assert (summary.false_splits, summary.missed, summary.merged) == (1, 1, 1)
+    assert summary.p50 == pytest.approx(0.5)  # of 0.25, 0.5, 0.5, 0.75
+    assert summary.max == pytest.approx(0.75)
+    assert summary.p95 == pytest.approx(0.7125)
+
+
+def test_the_labels_match_the_audio(tmp_path: Path) -> None:
+    folder, recordings = load_dataset(tmp_path, quick=True)
+    clean = next(r for r in recordings if r.snr_db is None)
+    audio = read_audio(folder, clean)
+    assert len(audio) == round(clean.duration * RATE)
+    silence = np.ones(len(audio), dtype=bool)
+    for turn in clean.turns:
+        start, end = round(turn.start * RATE), round(turn.end * RATE)
+        assert abs(audio[start]) > 0.005 and abs(audio[end - 1]) > 0.005  # speech up to both edges
+        assert np.sqrt(np.mean(audio[start:end] ** 2)) > 0.03
+        silence[start:end] = False
+        for pause_start, pause_end in turn.pauses:
+            pause = slice(round(pause_start * RATE), round(pause_end * RATE))
+            assert pause.stop - pause.start >= 0.2 * RATE - 1
+            silence[pause] = True
+    assert np.all(audio[silence] == 0)  # the lead-in, the inner pauses, the gaps and the tail
+
+
+def test_the_noise_is_mixed_at_the_labeled_snr(tmp_path: Path) -> None:
+    folder, recordings = load_dataset(tmp_path, quick=True)
+    for recording in (r for r in recordings if r.snr_db is not None):
+        audio = read_audio(folder, recording).astype(np.float64)
+        speech = np.zeros(len(audio), dtype=bool)
+        for turn in recording.turns:
+            speech[round(turn.start * RATE) : round(turn.end * RATE)] = True
+            for pause_start, pause_end in turn.pauses:
+                speech[round(pause_start * RATE) : round(pause_end * RATE)] = False
+        noise_power = np.mean(audio[~speech] ** 2)
+        speech_power = np.mean(audio[speech] ** 2) - noise_power
+        assert 10 * np.log10(speech_power / noise_power) == pytest.approx(recording.snr_db, abs=1.5)
