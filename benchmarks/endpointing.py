@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks.dataset import Recording, load_dataset, read_audio
 from benchmarks.report import RESULTS, format_table, machine, now, write_json
-from benchmarks.scoring import Summary, TurnScore, score_turns, summarize
+from benchmarks.scoring import Summary, TurnScore, reply_delays, score_turns, summarize
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, Utterance
 from voice_assistant.client import VoiceClient
@@ -52,6 +52,8 @@ class Run:
     """When each `turn_ended` arrived, in seconds from the recording's first sample."""
     cpu: float
     """The server's CPU during playback, as a share of one core."""
+    replies: list[float]
+    """When the first `reply_delta` of each answered turn arrived (ours only: the peer sends no text)."""
 
 
 def cpu_meter(server: ServerProcess) -> Callable[[], float]:
@@ -70,7 +72,12 @@ async def play(system: System, audio: np.ndarray) -> Run:
         last_sample = await asyncio.wait_for(client.microphone.play(audio), duration + 30)
         cpu = meter()
         first_sample = last_sample - duration
-        return Run([r.at - first_sample for r in client.events("turn_ended")], cpu)
+        first_delta: dict[int, float] = {}
+        for delta in client.events("reply_delta"):
+            first_delta.setdefault(delta.message["data"]["turn"], delta.at - first_sample)
+        return Run(
+            [r.at - first_sample for r in client.events("turn_ended")], cpu, sorted(first_delta.values())
+        )
     finally:
         await client.close()
 
@@ -114,10 +121,18 @@ async def measure(systems: Sequence[System], folder: Path, recordings: Sequence[
 def turn_rows(recording: Recording, system: str, run: Run) -> list[dict[str, Any]]:
     spans = [(turn.start, turn.end) for turn in recording.turns]
     scores = score_turns(spans, run.detections, recording.duration)
+    replies = reply_delays(spans, run.replies, recording.duration)
     conditions = {k: getattr(recording, k) for k in ("voice", "speed", "snr_db", "noise")}
     return [
-        {"recording": recording.name, **conditions, "system": system, **turn.model_dump(), **asdict(score)}
-        for turn, score in zip(recording.turns, scores, strict=True)
+        {
+            "recording": recording.name,
+            **conditions,
+            "system": system,
+            **turn.model_dump(),
+            **asdict(score),
+            "reply_delay": reply,
+        }
+        for turn, score, reply in zip(recording.turns, scores, replies, strict=True)
     ]
 
 
@@ -229,6 +244,16 @@ def report(systems: Sequence[System], recordings: Sequence[Recording], measured:
             scores = scores_of([r for r in rows if r["system"] == n and r["snr_db"] == snr])
             snr_rows.append([f"{n}, {snr_name(snr)}", *summary_cells(summarize(scores))])
     print(format_table(("system, SNR", *HEADER), snr_rows))
+    reply_rows = []
+    for n in names[:-1]:
+        delays = [r["reply_delay"] for r in rows if r["system"] == n and r["reply_delay"] is not None]
+        if delays:
+            reply_rows.append(
+                [n, len(delays), *(f"{np.percentile(delays, q):.3f}" for q in (50, 95)), f"{max(delays):.3f}"]
+            )
+    if reply_rows:
+        print("\nreply visible: true end of speech -> first reply_delta at the client\n")
+        print(format_table(("system", "turns", "p50 s", "p95 s", "max s"), reply_rows))
     print("\ncpu: the server's share of one core during playback")
     return {
         "settings": {s.name: s.settings for s in systems},

@@ -68,6 +68,20 @@ def score_turns(
     return scores
 
 
+def reply_delays(
+    spans: Sequence[tuple[float, float]], replies: Sequence[float], duration: float
+) -> list[float | None]:
+    """For each turn, seconds from its true end to the first reply text that arrived after it (before
+    the next turn starts), or None: how soon the user sees an answer."""
+    starts = [start for start, _ in spans]
+    bounds = [*starts[1:], duration]
+    delays: list[float | None] = []
+    for (_, end), high in zip(spans, bounds, strict=True):
+        after = [t - end for t in replies if end <= t < high]
+        delays.append(min(after) if after else None)
+    return delays
+
+
 def summarize(scores: Sequence[TurnScore]) -> Summary:
     """Totals, and percentiles of the delay over the turns that were ended."""
     delays = np.array([s.delay for s in scores if s.delay is not None], dtype=np.float64)

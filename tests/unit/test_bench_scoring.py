@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks.dataset import load_dataset, read_audio
-from benchmarks.scoring import TurnScore, score_turns, summarize
+from benchmarks.scoring import TurnScore, reply_delays, score_turns, summarize
 from benchmarks.speech import RATE
 
 pytestmark = pytest.mark.unit
@@ -98,3 +98,14 @@ def test_the_noise_is_mixed_at_the_labeled_snr(tmp_path: Path) -> None:
         noise_power = np.mean(audio[~speech] ** 2)
         speech_power = np.mean(audio[speech] ** 2) - noise_power
         assert 10 * np.log10(speech_power / noise_power) == pytest.approx(recording.snr_db, abs=1.5)
+
+
+def test_reply_delay_is_the_first_reply_text_after_each_true_end() -> None:
+    spans = [(1.0, 3.0), (6.0, 8.0), (11.0, 12.0)]
+    # A reply to turn 0 at 3.9 (and a later piece at 4.5), none for turn 1, one for turn 2 at 12.4;
+    # a reply text before the end of a turn does not count for it.
+    assert reply_delays(spans, [2.5, 3.9, 4.5, 12.4], duration=15.0) == [
+        pytest.approx(0.9),
+        None,
+        pytest.approx(0.4),
+    ]
