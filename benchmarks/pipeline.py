@@ -110,8 +110,9 @@ async def decision_to_model(turns: int, *, speculative: bool) -> list[float]:
         store = HistoryStore(f"sqlite:///{Path(tmp) / 'bench.db'}")
         model = CallTimer()
         done = asyncio.Event()
-        conversation = await Conversation.open(
+        conversation = Conversation(
             session_id=await store.create_session(now=utc_now()),
+            next_index=0,
             store=store,
             model=model,
             policy=WindowPolicy(

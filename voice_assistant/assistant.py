@@ -135,8 +135,9 @@ class Assistant:
             publish(event)
             self.hub.publish(session_id, event)
 
-        return await Conversation.open(
+        return Conversation(
             session_id=session_id,
+            next_index=await self.store.turn_count(session_id),
             store=self.store,
             model=self.model,
             policy=self.window_policy(),

@@ -47,6 +47,13 @@ async def assistant(tmp_path: Path) -> AsyncIterator[Assistant]:
     assistant.close()
 
 
+async def until_reply_done(channel: Channel) -> None:
+    for _ in range(100):
+        if "reply_done" in channel.kinds():
+            return
+        await asyncio.sleep(0.02)
+
+
 async def connect(assistant: Assistant) -> tuple[VoiceHandler, Channel, str]:
     session_id = await assistant.new_session()
     assistant.bind("conn-1", session_id)
@@ -93,10 +100,7 @@ async def test_speech_at_any_rate_and_channel_count_becomes_one_stored_turn(
     handler, channel, session_id = await connect(assistant)
     for frame in frames(rate, channels, dtype):
         await handler.receive(frame)
-    for _ in range(100):
-        if "reply_done" in channel.kinds():
-            break
-        await asyncio.sleep(0.02)
+    await until_reply_done(channel)
     await handler.shutdown()
     assert channel.kinds() == ["turn_started", "turn_ended", "reply_delta", "reply_done"]
     turns = (await assistant.store.get_session(session_id)).turns
@@ -114,10 +118,7 @@ async def test_audio_that_arrives_before_the_session_is_known_is_not_lost(assist
         await handler.receive(frame)  # before start_up: buffered
     current_context.set(Context(webrtc_id="conn-1"))
     await handler.start_up()
-    for _ in range(100):
-        if "reply_done" in channel.kinds():
-            break
-        await asyncio.sleep(0.02)
+    await until_reply_done(channel)
     await handler.shutdown()
     assert channel.kinds().count("turn_ended") == 1
 
@@ -129,9 +130,6 @@ async def test_an_impossible_sample_rate_is_reported_and_the_session_goes_on(ass
     assert "sample rate" in str(channel.sent[-1]["data"])
     for frame in frames(48_000, 1, "int16"):
         await handler.receive(frame)
-    for _ in range(100):
-        if "reply_done" in channel.kinds():
-            break
-        await asyncio.sleep(0.02)
+    await until_reply_done(channel)
     await handler.shutdown()
     assert "turn_ended" in channel.kinds()

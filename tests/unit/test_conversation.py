@@ -32,8 +32,9 @@ async def open_conversation(
     store: HistoryStore, lm: FakeAudioLM, log: EventLog, *, speculative: bool = True
 ) -> Conversation:
     session_id = await store.create_session(now=datetime.now(UTC))
-    return await Conversation.open(
+    return Conversation(
         session_id=session_id,
+        next_index=0,
         store=store,
         model=lm,
         policy=POLICY,

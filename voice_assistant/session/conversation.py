@@ -75,31 +75,6 @@ class Conversation:
         self._closing = False
         self._worker = asyncio.create_task(self._work(), name=f"conversation-{session_id[:8]}")
 
-    @classmethod
-    async def open(
-        cls,
-        *,
-        session_id: str,
-        store: HistoryStore,
-        model: AudioLM,
-        policy: WindowPolicy,
-        publish: Publish,
-        metrics: Metrics,
-        speculative: bool = True,
-        clock: Clock = utc_now,
-    ) -> Conversation:
-        return cls(
-            session_id=session_id,
-            store=store,
-            model=model,
-            policy=policy,
-            publish=publish,
-            metrics=metrics,
-            next_index=await store.turn_count(session_id),
-            speculative=speculative,
-            clock=clock,
-        )
-
     # -- from turn-taking (TurnListener)
 
     def speech_started(self) -> None:
