@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.dataset import Recording, load_dataset, read_audio
+from benchmarks.dataset import Recording, load_dataset, read_audio, voice_kind
 from benchmarks.report import RESULTS, format_table, machine, now, write_json
 from benchmarks.scoring import Summary, TurnScore, reply_delays, score_turns, summarize
 from benchmarks.server import ServerProcess
@@ -164,6 +164,18 @@ def snr_name(snr_db: float | None) -> str:
     return "clean" if snr_db is None else f"{snr_db:g} dB"
 
 
+def condition_rows(
+    names: Sequence[str], rows: Sequence[dict[str, Any]], condition: Callable[[dict[str, Any]], str]
+) -> list[list[object]]:
+    """A summary row per system and value of `condition` (a turn row's SNR, voice kind...), in order."""
+    table = []
+    for n in names:
+        for value in dict.fromkeys(condition(r) for r in rows):
+            scores = scores_of([r for r in rows if r["system"] == n and condition(r) == value])
+            table.append([f"{n}, {value}", *summary_cells(summarize(scores))])
+    return table
+
+
 def ratio(ours: float | None, peer: float | None) -> float | None:
     return None if ours is None or not peer else ours / peer
 
@@ -238,12 +250,11 @@ def report(systems: Sequence[System], recordings: Sequence[Recording], measured:
         shown = {q: "-" if v is None else f"{v:.2f}x" for q, v in values.items()}
         print(f"{pair}: p50 {shown['p50']}, p95 {shown['p95']}")
     print()
-    snr_rows = []
-    for n in names:
-        for snr in dict.fromkeys(r.snr_db for r in recordings):
-            scores = scores_of([r for r in rows if r["system"] == n and r["snr_db"] == snr])
-            snr_rows.append([f"{n}, {snr_name(snr)}", *summary_cells(summarize(scores))])
-    print(format_table(("system, SNR", *HEADER), snr_rows))
+    snrs = condition_rows(names, rows, lambda r: snr_name(r["snr_db"]))
+    print(format_table(("system, SNR", *HEADER), snrs))
+    print()
+    voices = condition_rows(names, rows, lambda r: voice_kind(r["voice"]))
+    print(format_table(("system, voice", *HEADER), voices))
     reply_rows = []
     for n in names[:-1]:
         delays = [r["reply_delay"] for r in rows if r["system"] == n and r["reply_delay"] is not None]
@@ -267,7 +278,7 @@ def report(systems: Sequence[System], recordings: Sequence[Recording], measured:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks endpointing", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="three recordings instead of twelve")
+    parser.add_argument("--quick", action="store_true", help="four recordings instead of eighteen")
     parser.add_argument("--label", default="ours", help="the name of our system's row")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="for our server")
     parser.add_argument(
