@@ -13,6 +13,7 @@ BENCHMARKS = {
     "load": "benchmarks.load",
     "pipeline": "benchmarks.pipeline",
     "gpu": "benchmarks.gpu",
+    "phone": "benchmarks.phone",
 }
 
 

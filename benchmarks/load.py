@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 
 from benchmarks.report import RESULTS, format_table, machine, now, write_json
-from benchmarks.server import ServerProcess
+from benchmarks.server import ServerProcess, process_cpu_seconds
 from benchmarks.speech import RATE, Utterance
 from voice_assistant.client import VoiceClient
 
@@ -30,18 +30,6 @@ SCRIPT = [
     Utterance(("Please remind me", "to call my sister at five."), inner_pause=0.3, gap_after=2.5),
 ]
 WEBRTC_RATE = 48_000
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def received_seconds(metrics: str) -> float:
@@ -88,24 +76,26 @@ def delays_of(client: VoiceClient, ends: list[float]) -> tuple[list[float], int]
 async def run_level(sessions: int, data_dir: Path) -> dict[str, Any]:
     server = ServerProcess(data_dir, env={"VA_MAX_NEW_TOKENS": "8", "VA_MAX_SESSIONS": str(sessions + 8)})
     server.start()
-    assert server.process is not None
-    pid = server.process.pid
     try:
         await asyncio.sleep(1.0)
-        rss_before = rss_mb(pid)
+        rss_before = server.rss_mb()
         clients = await connect_all(server.url, sessions)
         await asyncio.sleep(2.0)
-        rss_connected = rss_mb(pid)
+        rss_connected = server.rss_mb()
         rng = random.Random(sessions)
-        server_cpu, own_cpu, started = cpu_seconds(pid), cpu_seconds(os.getpid()), time.monotonic()
+        server_cpu, own_cpu, started = (
+            server.cpu_seconds(),
+            process_cpu_seconds(os.getpid()),
+            time.monotonic(),
+        )
         sent_before = sum(c.microphone.sent_seconds for c in clients)
         async with httpx.AsyncClient(base_url=server.url) as http:
             received_before = received_seconds((await http.get("/metrics")).text)
             ends = await asyncio.gather(*(speak(c, rng.uniform(0.0, 0.3)) for c in clients))
             await asyncio.sleep(1.0)
             elapsed = time.monotonic() - started
-            server_cores = (cpu_seconds(pid) - server_cpu) / elapsed
-            client_cores = (cpu_seconds(os.getpid()) - own_cpu) / elapsed
+            server_cores = (server.cpu_seconds() - server_cpu) / elapsed
+            client_cores = (process_cpu_seconds(os.getpid()) - own_cpu) / elapsed
             received = received_seconds((await http.get("/metrics")).text) - received_before
         sent = sum(c.microphone.sent_seconds for c in clients) - sent_before
         delays: list[float] = []

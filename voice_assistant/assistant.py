@@ -12,6 +12,7 @@ import numpy as np
 from voice_assistant.audio.pcm import MODEL_RATE
 from voice_assistant.clock import utc_now
 from voice_assistant.config import Settings
+from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.events import Event
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
@@ -19,6 +20,7 @@ from voice_assistant.model.base import AudioLM
 from voice_assistant.session.conversation import Conversation, Publish
 from voice_assistant.session.hub import EventHub
 from voice_assistant.session.window import WindowPolicy
+from voice_assistant.tts import Synthesizer, load_synthesizer
 from voice_assistant.turn.detector import TurnParams
 from voice_assistant.turn.segmenter import TurnSegmenter
 from voice_assistant.turn.semantic import EndOfTurnModel, load_end_of_turn
@@ -70,6 +72,8 @@ class Assistant:
         self._model_loader = model_loader
         self._model: AudioLM | None = None
         self.end_of_turn: EndOfTurnModel | None = None
+        self.synthesizer: Synthesizer | None = None
+        self.live_calls = 0
         self._bindings: dict[str, tuple[str, float]] = {}
         self.ready = asyncio.Event()
         self.startup_error: str | None = None
@@ -93,6 +97,7 @@ class Assistant:
                 await asyncio.to_thread(
                     self.end_of_turn.complete_probability, np.zeros(MODEL_RATE, np.float32)
                 )
+            self.synthesizer = await self._load_synthesizer()
             self._model = await asyncio.to_thread(self._model_loader, self.settings)
             if self.settings.warmup:
                 await self._model.warm_up()
@@ -104,6 +109,22 @@ class Assistant:
         self.ready_after_s = time.monotonic() - self.started_at
         self.ready.set()
         logger.info("ready after %.2f s (model %s)", self.ready_after_s, self.settings.model)
+
+    async def _load_synthesizer(self) -> Synthesizer | None:
+        """Phone calls need a voice; without one the server still serves text, and calls are refused."""
+        settings = self.settings
+        try:
+            return await asyncio.to_thread(
+                load_synthesizer,
+                settings.tts,
+                voice=settings.tts_voice,
+                speed=settings.tts_speed,
+                kokoro_model_path=settings.kokoro_model_path,
+                kokoro_voices_path=settings.kokoro_voices_path,
+            )
+        except VoiceAssistantError as exc:
+            logger.warning("no speech engine, so no phone calls: %s", exc)
+            return None
 
     def close(self) -> None:
         self.store.close()

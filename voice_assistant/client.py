@@ -8,10 +8,12 @@ Every data-channel message is kept with the time it arrived, and the moment each
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,7 @@ import httpx
 import numpy as np
 import soxr
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 RATE = 48_000
@@ -94,6 +97,24 @@ class VoiceClient:
         self.pc = RTCPeerConnection()
         self.microphone = MicrophoneTrack()
         self._new_message = asyncio.Event()
+        self.speaker: list[tuple[float, float]] = []
+        """(arrival time, RMS) of every audio frame the server sent: its spoken replies."""
+        self._listening: asyncio.Task[None] | None = None
+
+        @self.pc.on("track")
+        def _track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                self._listening = asyncio.ensure_future(self._listen(track))
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        """Drain the server's audio track (as a speaker would), noting how loud each frame is."""
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, AudioFrame)
+                samples = frame.to_ndarray().astype(np.float32) / 32768.0
+                self.speaker.append((time.time(), float(np.sqrt(np.mean(samples**2)))))
+                self._new_message.set()
 
     async def connect(self) -> dict[str, Any]:
         """Offer, answer, and wait for the data channel: the events flow once this returns."""
@@ -144,10 +165,16 @@ class VoiceClient:
 
     async def wait_for(self, kind: str, count: int) -> list[Received]:
         """Until `count` events of `kind` have arrived (bound it with `asyncio.timeout`)."""
-        while len(self.events(kind)) < count:
+        await self.until(lambda: len(self.events(kind)) >= count)
+        return self.events(kind)
+
+    async def until(self, condition: Callable[[], object]) -> None:
+        """Until `condition()` holds, checked at every message and audio frame (bound it with a timeout)."""
+        while not condition():
             self._new_message.clear()
             await self._new_message.wait()
-        return self.events(kind)
 
     async def close(self) -> None:
         await self.pc.close()
+        if self._listening is not None:
+            self._listening.cancel()

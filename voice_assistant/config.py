@@ -75,6 +75,35 @@ class Settings(BaseSettings):
     speech_pad_ms: int = Field(192, ge=0, description="Audio kept from before the detected speech start.")
     max_turn_seconds: float = Field(30.0, gt=1.0, description="A turn longer than this is cut and answered.")
 
+    # -- speech out
+    tts: Literal["espeak", "kokoro"] = Field(
+        "espeak", description="Speech engine for spoken replies (phone calls, and the browser when enabled)."
+    )
+    tts_voice: str | None = Field(
+        None, description="Engine voice; default: espeak en-us, Kokoro af_heart/jm_kumo."
+    )
+    tts_speed: float = Field(1.0, ge=0.5, le=2.0, description="Speaking-rate multiplier.")
+    kokoro_model_path: Path | None = Field(None, description="kokoro-v1.0.onnx (with the voices file).")
+    kokoro_voices_path: Path | None = Field(None, description="voices-v1.0.bin.")
+    webrtc_speech: bool = Field(False, description="Also speak replies on the browser's WebRTC audio track.")
+
+    # -- phone (Twilio Media Streams)
+    public_url: str | None = Field(
+        None,
+        description="https://host the world reaches this server at: the signed URL and the wss:// stream.",
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        None, description="When set, webhooks without a valid X-Twilio-Signature get 403."
+    )
+    phone_sessions: Literal["per-caller", "per-call"] = Field(
+        "per-caller", description="'per-caller': a caller who calls back continues the conversation."
+    )
+    phone_greeting: str = Field("Hello! How can I help you?", description="Spoken when a call connects.")
+    max_calls: int = Field(20, ge=1, description="Concurrent calls; past it a caller hears a polite refusal.")
+    call_token_ttl_s: float = Field(
+        60.0, gt=0, description="How long a call's one-time stream token is valid."
+    )
+
     # -- server
     host: str = "127.0.0.1"
     port: int = 7860

@@ -37,6 +37,7 @@ class Metrics:
             registry=self.registry,
         )
         self.live_sessions = Gauge("va_live_sessions", "Connected sessions.", registry=self.registry)
+        self.live_calls = Gauge("va_live_calls", "Phone calls in progress.", registry=self.registry)
         self.audio_received = Counter(
             "va_audio_received_seconds",
             "Caller audio that reached the turn detector.",

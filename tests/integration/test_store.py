@@ -118,3 +118,25 @@ async def test_two_stores_on_one_database_see_each_other(store: HistoryStore) ->
         assert await store.turn_count(session_id) == 2
     finally:
         other.close()
+
+
+async def test_a_caller_is_known_only_by_a_keyed_hash_and_keeps_one_session(store: HistoryStore) -> None:
+    first = await store.caller_hash("+15551234567")
+    assert first == await store.caller_hash(" +15551234567 ") and "5551234567" not in first
+    assert first != await store.caller_hash("+15557654321")
+    session = await store.caller_session(first, now=T0)
+    assert await store.caller_session(first, now=T0) == session
+    assert await store.caller_session(await store.caller_hash("+15557654321"), now=T0) != session
+    await store.delete_session(session)  # a forgotten caller starts afresh
+    assert await store.caller_session(first, now=T0) != session
+
+
+async def test_a_call_token_is_spent_once_and_expires(store: HistoryStore) -> None:
+    session = await store.create_session(now=T0)
+    token = await store.issue_call_token(session, now=T0)
+    ttl = timedelta(seconds=60)
+    spent = await asyncio.gather(*(store.spend_call_token(token, now=T0, ttl=ttl) for _ in range(4)))
+    assert spent.count(None) == 3 and session in spent  # exactly one of four stream starts wins
+    late = await store.issue_call_token(session, now=T0)
+    assert await store.spend_call_token(late, now=T0 + timedelta(seconds=61), ttl=ttl) is None
+    assert await store.spend_call_token("made-up", now=T0, ttl=ttl) is None

@@ -77,3 +77,32 @@ class TurnRow(Base):
     """What the model heard for this reply: which earlier turns as audio, which as text."""
     timings: Mapped[dict[str, float] | None] = mapped_column(JSON)
     session: Mapped[SessionRow] = relationship(back_populates="turns")
+
+
+class CallerRow(Base):
+    """A phone caller's session: the number is kept only as a keyed hash."""
+
+    __tablename__ = "callers"
+
+    caller_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+
+
+class CallTokenRow(Base):
+    """A one-time token: issued with the TwiML of an incoming call, spent by its media stream's `start`."""
+
+    __tablename__ = "call_tokens"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    issued_at: Mapped[datetime]
+    spent_at: Mapped[datetime | None]
+
+
+class SecretRow(Base):
+    """Server secrets that every instance must share (the caller-hash key), made on first use."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)

@@ -73,6 +73,7 @@ class Conversation:
         self._reply: asyncio.Task[None] | None = None
         self._speculation: Speculation | None = None
         self._closing = False
+        self._cuts: set[asyncio.Task[None]] = set()
         self._worker = asyncio.create_task(self._work(), name=f"conversation-{session_id[:8]}")
 
     # -- from turn-taking (TurnListener)
@@ -98,6 +99,19 @@ class Conversation:
         speculation, self._speculation = self._speculation, None
         self._queue.put_nowait(_Pending(turn, self._speech_epoch, speculation))
 
+    def reply_cut(self, index: int, heard: str) -> None:
+        """A spoken reply was cut short (barge-in): the conversation keeps what the user heard of it."""
+        cut = asyncio.create_task(self._store_cut(index, heard))
+        self._cuts.add(cut)
+        cut.add_done_callback(self._cuts.discard)
+
+    async def _store_cut(self, index: int, heard: str) -> None:
+        reply = self._reply
+        if reply is not None and not reply.done():
+            await asyncio.wait([reply])  # the reply's own record first, then what was heard of it
+        await self._store.cut_reply(self.session_id, index, heard)
+        self._metrics.interrupted.inc()
+
     async def close(self) -> None:
         """The client is gone: cut the reply short, store every finished turn, leave no task behind."""
         self._closing = True
@@ -105,7 +119,7 @@ class Conversation:
         if self._reply is not None and not self._reply.done():
             self._reply.cancel()
         self._queue.put_nowait(None)
-        await asyncio.wait([self._worker])
+        await asyncio.wait([self._worker, *self._cuts])
 
     def _discard_speculation(self) -> None:
         if self._speculation is not None:

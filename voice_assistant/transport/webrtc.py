@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,17 +19,29 @@ from fastrtc import AdditionalOutputs, AsyncStreamHandler
 from fastrtc.utils import get_current_context
 
 from voice_assistant.assistant import Assistant
-from voice_assistant.audio.pcm import MODEL_RATE, to_float32_mono
+from voice_assistant.audio.pcm import MODEL_RATE, Samples, to_float32_mono
 from voice_assistant.audio.resample import StreamResampler
 from voice_assistant.clock import utc_now
 from voice_assistant.errors import UnknownSession, VoiceAssistantError
 from voice_assistant.events import ErrorRaised, Event, ReplyDelta, ReplyDone, TurnEnded
 from voice_assistant.session.conversation import Conversation
+from voice_assistant.session.speech import SpeechOutput
 from voice_assistant.turn.taker import TurnTaker
 
 logger = logging.getLogger(__name__)
 
 WEBRTC_RATE = 48_000
+
+
+@dataclass(frozen=True)
+class SpokenPiece:
+    rate: int
+    samples: Samples
+    label: str
+
+
+Outgoing = AdditionalOutputs | SpokenPiece | None
+"""What emit() hands fastrtc: a UI update, a piece of spoken reply, or None once closed."""
 MAX_PENDING_SECONDS = 10.0
 """Audio that arrives before the session is resolved is kept, up to this much."""
 
@@ -45,7 +59,11 @@ class VoiceHandler(AsyncStreamHandler):
         self._turns: TurnTaker | None = None
         self._pending: list[tuple[datetime, int, np.ndarray]] = []
         self._pending_seconds = 0.0
-        self._outbox: asyncio.Queue[AdditionalOutputs | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self._speech: SpeechOutput | None = None
+        self._playing: list[tuple[float, str]] = []
+        """(when its playback ends, label) of each spoken piece handed to fastrtc."""
+        self._playout_end = 0.0
         self._ui: UiTranscript | None = None
         self._closed = False
         self._audio_problem: str | None = None
@@ -69,6 +87,9 @@ class VoiceHandler(AsyncStreamHandler):
             session_id, notice = await self._session_from_ui()
         self._conversation = await self._assistant.open_conversation(session_id, self._publish)
         self._turns = self._assistant.turn_taker(self._conversation)
+        if self._assistant.settings.webrtc_speech and self._assistant.synthesizer is not None:
+            self._speech = SpeechOutput(self._assistant.synthesizer, self, report=self._report)
+            self._speech.on_cut = self._conversation.reply_cut
         self.live.add(self)
         self._assistant.metrics.live_sessions.inc()
         logger.info("connection %s on session %s", webrtc_id, session_id)
@@ -115,7 +136,12 @@ class VoiceHandler(AsyncStreamHandler):
 
     # -- events out
 
+    def _report(self, message: str) -> None:
+        self._publish(ErrorRaised(message=message))
+
     def _publish(self, event: Event) -> None:
+        if self._speech is not None:
+            self._speech.on_event(event)
         channel = self.channel
         if channel is not None and getattr(channel, "readyState", "open") == "open":
             try:
@@ -127,8 +153,39 @@ class VoiceHandler(AsyncStreamHandler):
             self._outbox.put_nowait(self._ui.outputs(self.session_id))
 
     async def emit(self) -> Any:
-        """Waits for the next UI update; there is no reply audio yet. Never returns None in a loop."""
-        return await self._outbox.get()
+        """Waits for the next piece of spoken reply or UI update: never returns None in a loop."""
+        item = await self._outbox.get()
+        if not isinstance(item, SpokenPiece):
+            return item
+        # fastrtc plays what it takes in real time after what it already has: note when this piece ends.
+        starts = max(time.monotonic(), self._playout_end)
+        self._playout_end = starts + len(item.samples) / item.rate
+        self._playing.append((self._playout_end, item.label))
+        return item.rate, item.samples
+
+    # -- the spoken reply, as an AudioSink: fastrtc paces what emit() returns onto the audio track
+
+    async def play(self, samples: Samples, rate: int, label: str) -> None:
+        self._outbox.put_nowait(SpokenPiece(rate, samples, label))
+
+    def clear(self) -> set[str]:
+        """Unplayed: the pieces still queued here, and those fastrtc took whose playback (it reports no
+        position, so by the clock) had not ended."""
+        now = time.monotonic()
+        unplayed = {label for ends, label in self._playing if ends > now}
+        self._playing, self._playout_end = [], now
+        kept = []
+        while not self._outbox.empty():
+            item = self._outbox.get_nowait()
+            if isinstance(item, SpokenPiece):
+                unplayed.add(item.label)
+            else:
+                kept.append(item)  # UI updates stay; only audio is dropped
+        for item in kept:
+            self._outbox.put_nowait(item)
+        if self._clear_queue is not None:
+            self.clear_queue()  # what fastrtc had already cut into frames
+        return unplayed
 
     async def shutdown(self) -> None:
         if self._closed:
@@ -137,6 +194,8 @@ class VoiceHandler(AsyncStreamHandler):
         self.live.discard(self)
         if self._turns is not None:
             await self._turns.close()
+        if self._speech is not None:
+            await self._speech.close()
         if self._conversation is not None:
             self._assistant.metrics.live_sessions.dec()
             await self._conversation.close()

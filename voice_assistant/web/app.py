@@ -18,6 +18,7 @@ from voice_assistant.transport.webrtc import VoiceHandler
 from voice_assistant.web.api import api_router
 from voice_assistant.web.errors import install_error_handlers
 from voice_assistant.web.offer import offer_router
+from voice_assistant.web.telephone import telephone_router
 from voice_assistant.web.ui import build_ui
 
 logger = logging.getLogger(__name__)
@@ -52,5 +53,6 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     install_error_handlers(app)
     app.include_router(offer_router(assistant, stream))
     app.include_router(api_router(assistant))
+    app.include_router(telephone_router(assistant))
     mounted: FastAPI = gr.mount_gradio_app(app, blocks, path="/")
     return mounted

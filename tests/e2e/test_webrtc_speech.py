@@ -1,0 +1,59 @@
+"""Spoken replies on the browser's WebRTC audio track (VA_WEBRTC_SPEECH), and barge-in silencing them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from benchmarks.server import ServerProcess
+from benchmarks.speech import RATE, Utterance
+from voice_assistant.client import VoiceClient
+
+pytestmark = pytest.mark.e2e
+
+LOUD = 0.01
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(
+        tmp_path_factory.mktemp("webrtc-speech"), env={"VA_WEBRTC_SPEECH": "true", "VA_MAX_NEW_TOKENS": "60"}
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def loud_after(client: VoiceClient, moment: float) -> list[float]:
+    return [at for at, rms in client.speaker if at > moment and rms > LOUD]
+
+
+async def test_the_reply_is_heard_and_new_speech_silences_it(server: ServerProcess) -> None:
+    client = VoiceClient(server.url)
+    await client.connect()
+    end = await client.microphone.play(Utterance(("Tell me a story,", "please.")).audio())
+    client.microphone.play(np.zeros(RATE, np.float32))
+    async with asyncio.timeout(20):
+        await client.until(lambda: loud_after(client, end))
+    first_audio = loud_after(client, end)[0] - end
+    print(f"\nWebRTC: speech end -> first reply audio frame at the client {first_audio:.3f} s")
+    assert first_audio < 3.0
+
+    await asyncio.sleep(0.5)  # the reply is playing
+    client.microphone.play(Utterance(("Stop.",)).audio())
+    client.microphone.play(np.zeros(RATE * 2, np.float32))
+    async with asyncio.timeout(10):
+        await client.wait_for("turn_started", 2)
+    barge_in = client.events("turn_started")[1].at
+    await asyncio.sleep(1.0)
+    await client.close()
+    late = loud_after(client, barge_in + 0.4)
+    assert not late, f"reply audio went on {late[-1] - barge_in:.2f} s after the user spoke"
+
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        turns = (await http.get(f"/api/sessions/{client.session_id}")).json()["turns"]
+    assert turns[0]["interrupted"] is True  # cut while it was being spoken

@@ -1,0 +1,82 @@
+"""The phone bridge's HTTP side: Twilio's voice webhook (TwiML) and the media-stream WebSocket."""
+
+from __future__ import annotations
+
+import contextlib
+from urllib.parse import urlsplit, urlunsplit
+
+from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from voice_assistant.assistant import Assistant
+from voice_assistant.clock import utc_now
+from voice_assistant.transport.phone import PhoneCall
+from voice_assistant.web.errors import ApiError
+
+STREAM_PATH = "/telephone/stream"
+BUSY = "Sorry, all our lines are busy right now. Please call again in a few minutes. Goodbye."
+UNAVAILABLE = "Sorry, the assistant cannot take calls right now. Please try again later. Goodbye."
+
+
+def _twiml(response: VoiceResponse) -> Response:
+    return Response(str(response), media_type="application/xml")
+
+
+def _refusal(words: str) -> Response:
+    response = VoiceResponse()
+    response.say(words)
+    response.hangup()
+    return _twiml(response)
+
+
+def telephone_router(assistant: Assistant) -> APIRouter:
+    router = APIRouter()
+    settings = assistant.settings
+
+    def public(request: Request) -> str:
+        """Where the world reaches this server: VA_PUBLIC_URL behind a proxy, else the request's own."""
+        return (settings.public_url or str(request.base_url)).rstrip("/")
+
+    async def verified_form(request: Request) -> dict[str, str]:
+        form = {key: str(value) for key, value in (await request.form()).items()}
+        token = settings.twilio_auth_token
+        if token is not None:
+            url = public(request) + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            signature = request.headers.get("X-Twilio-Signature", "")
+            if not signature or not RequestValidator(token.get_secret_value()).validate(url, form, signature):
+                raise ApiError(403, "missing or invalid X-Twilio-Signature")
+        return form
+
+    @router.post("/telephone/incoming")
+    async def incoming(request: Request) -> Response:
+        form = await verified_form(request)
+        if not assistant.ready.is_set() or assistant.synthesizer is None:
+            return _refusal(UNAVAILABLE)
+        if assistant.live_calls >= settings.max_calls:
+            return _refusal(BUSY)
+        caller = form.get("From", "")
+        if settings.phone_sessions == "per-caller" and caller:
+            session_id = await assistant.store.caller_session(
+                await assistant.store.caller_hash(caller), now=utc_now()
+            )
+        else:
+            session_id = await assistant.new_session()
+        token = await assistant.store.issue_call_token(session_id, now=utc_now())
+        base = urlsplit(public(request))
+        stream_url = urlunsplit(
+            ("wss" if base.scheme == "https" else "ws", base.netloc, base.path + STREAM_PATH, "", "")
+        )
+        response = VoiceResponse()
+        connect = Connect()
+        stream = connect.stream(url=stream_url)
+        stream.parameter(name="token", value=token)
+        response.append(connect)
+        return _twiml(response)
+
+    @router.websocket(STREAM_PATH)
+    async def stream(websocket: WebSocket) -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            await PhoneCall(assistant, websocket).run()
+
+    return router
