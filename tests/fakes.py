@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from voice_assistant.errors import ModelError
 from voice_assistant.events import Event
+from voice_assistant.audio.pcm import Samples
 from voice_assistant.model.base import Message
 
 
@@ -36,8 +37,13 @@ class FakeAudioLM:
             self.stopped += 1
             raise
 
+    transcripts: list[str] = field(default_factory=list)
+
     def audio_tokens(self, seconds: float) -> int:
         return audio_tokens_25_per_second(seconds)
+
+    async def transcribe(self, audio: Samples) -> str:
+        return self.transcripts.pop(0) if self.transcripts else f"{len(audio) / 16_000:.1f} seconds of speech"
 
     async def warm_up(self) -> None:
         return None

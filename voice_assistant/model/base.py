@@ -57,4 +57,9 @@ class AudioLM(Protocol):
 
     def stream_reply(self, messages: Sequence[Message]) -> AsyncIterator[str]: ...
 
+    async def transcribe(self, audio: Samples) -> str:
+        """The words spoken in `audio`: the stored transcript of a turn, and how older turns (beyond the
+        audio window) appear in the model's history. Runs off the critical path, after replies."""
+        ...
+
     async def warm_up(self) -> None: ...

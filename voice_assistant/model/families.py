@@ -27,6 +27,8 @@ class Family:
     """True: each clip rides inside the chat and the processor's `apply_chat_template` tokenizes both
     (Voxtral: mistral-common's Tekken has no text template). False: the chat template renders text with
     audio placeholders and the processor takes the clips beside it."""
+    transcribe_prompt: str = "Write down exactly what is said in this audio, and nothing else."
+    """How the family is asked for a transcript of a turn (beside the turn's audio)."""
     audio_pad_seconds: float = 0.0
     """Clips are padded up to a multiple of this many seconds in the prompt (0: no padding)."""
     extra: str | None = None

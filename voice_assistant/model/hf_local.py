@@ -24,7 +24,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from voice_assistant.audio.pcm import MODEL_RATE
+from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.errors import ModelError
 from voice_assistant.model.base import AudioPart, Message, TextPart
 from voice_assistant.model.families import Family, family_of
@@ -47,6 +47,10 @@ class GenerationOptions:
             "temperature": self.temperature,
             "top_p": self.top_p,
         }
+
+
+TRANSCRIPT_TOKENS = 200
+"""Enough for a 30 s turn of speech."""
 
 
 class _StopOnEvent(StoppingCriteria):
@@ -232,6 +236,12 @@ class TransformersAudioLM:
                 # Hold the device until the thread is out of generate(), so generations never overlap.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(worker)
+
+    async def transcribe(self, audio: Samples) -> str:
+        """The same model asked for the words (the family's prompt), greedily, in the queue like a reply."""
+        request = [Message("user", (AudioPart(audio), TextPart(self.family.transcribe_prompt)))]
+        pieces = [piece async for piece in self.stream_reply(request, max_new_tokens=TRANSCRIPT_TOKENS)]
+        return "".join(pieces).strip()
 
     async def warm_up(self) -> None:
         silence = AudioPart(np.zeros(MODEL_RATE, dtype=np.float32))
