@@ -7,9 +7,9 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
+from voice_assistant.audio.pcm import Samples
 from voice_assistant.errors import ModelError
 from voice_assistant.events import Event
-from voice_assistant.audio.pcm import Samples
 from voice_assistant.model.base import Message
 
 
@@ -38,11 +38,18 @@ class FakeAudioLM:
             raise
 
     transcripts: list[str] = field(default_factory=list)
+    transcribe_delay: float = 0.0
+    transcriptions_stopped: int = 0
 
     def audio_tokens(self, seconds: float) -> int:
         return audio_tokens_25_per_second(seconds)
 
     async def transcribe(self, audio: Samples) -> str:
+        try:
+            await asyncio.sleep(self.transcribe_delay)
+        except asyncio.CancelledError:
+            self.transcriptions_stopped += 1
+            raise
         return self.transcripts.pop(0) if self.transcripts else f"{len(audio) / 16_000:.1f} seconds of speech"
 
     async def warm_up(self) -> None:

@@ -13,11 +13,11 @@ from voice_assistant.audio.pcm import MODEL_RATE
 from voice_assistant.clock import utc_now
 from voice_assistant.config import Settings
 from voice_assistant.errors import VoiceAssistantError
-from voice_assistant.events import Event
+from voice_assistant.events import Event, Publish
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
-from voice_assistant.session.conversation import Conversation, Publish
+from voice_assistant.session.conversation import Conversation
 from voice_assistant.session.hub import EventHub
 from voice_assistant.session.window import WindowPolicy
 from voice_assistant.tts import Synthesizer, load_synthesizer
@@ -165,6 +165,7 @@ class Assistant:
             publish=fan_out,
             metrics=self.metrics,
             speculative=self.settings.speculative_start,
+            transcripts=self.settings.transcripts,
         )
 
     async def new_session(self) -> str:

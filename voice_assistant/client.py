@@ -156,7 +156,7 @@ class VoiceClient:
         return answer
 
     def events(self, kind: str | None = None) -> list[Received]:
-        contract = {"turn_started", "turn_ended", "reply_delta", "reply_done", "error"}
+        contract = {"turn_started", "turn_ended", "reply_delta", "reply_done", "transcript", "error"}
         return [
             m
             for m in self.messages

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     smart_turn_path: Path | None = Field(
         None, description="Smart Turn ONNX file; default: the one pipecat-ai ships."
     )
+    transcripts: bool = Field(
+        True, description="Ask the model for each turn's words once idle (stored, shown, used for old turns)."
+    )
     speculative_start: bool = Field(
         True, description="Start generating at a pause, before the turn is known over."
     )

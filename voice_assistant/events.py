@@ -6,6 +6,7 @@ Each is sent as JSON `{"type": ..., "data": {...}}` on the WebRTC data channel a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -55,7 +56,20 @@ class ReplyDone(Event):
 
 
 @dataclass(frozen=True)
+class Transcribed(Event):
+    """The words of a user turn, once known (after its reply: transcripts never delay an answer)."""
+
+    type: ClassVar[str] = "transcript"
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
 class ErrorRaised(Event):
     type: ClassVar[str] = "error"
     message: str
     turn: int | None = None
+
+
+Publish = Callable[[Event], None]
+"""Where a conversation's events go (the data channel, SSE subscribers, the voice)."""

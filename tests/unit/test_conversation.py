@@ -71,7 +71,7 @@ async def test_each_turn_is_committed_then_answered_in_contract_order(sqlite_sto
     await log.wait_for("reply_done", 2)
     await conversation.close()
 
-    assert [(e.type, e.turn) for e in log.events] == [  # type: ignore[attr-defined]
+    assert [(e.type, e.turn) for e in log.events if e.type != "transcript"] == [  # type: ignore[attr-defined]
         ("turn_started", 0),
         ("turn_ended", 0),
         ("reply_delta", 0),
@@ -205,7 +205,7 @@ async def test_a_reply_started_at_the_pause_is_adopted_when_the_turn_ends_there(
     await conversation.close()
 
     assert len(lm.heard) == 1  # no second generation
-    assert [e.type for e in log.events] == [
+    assert [e.type for e in log.events if e.type != "transcript"] == [
         "turn_started",
         "turn_ended",
         "reply_delta",
@@ -253,3 +253,37 @@ async def test_no_speculation_when_it_is_switched_off(sqlite_store: HistoryStore
     await log.wait_for("reply_done", 1)
     await conversation.close()
     assert len(lm.heard) == 1
+
+
+async def test_each_turn_is_transcribed_after_its_reply_and_kept(sqlite_store: HistoryStore) -> None:
+    lm = FakeAudioLM([["Hi."], ["Sure."]], transcripts=["hello there", "tell me more"])
+    log = EventLog()
+    conversation = await open_conversation(sqlite_store, lm, log)
+    say(conversation)
+    await log.wait_for("transcript", 1)
+    kinds = [e.type for e in log.events]
+    assert kinds.index("reply_done") < kinds.index("transcript")  # never before the answer
+    say(conversation)
+    await log.wait_for("transcript", 2)
+    await conversation.close()
+    turns = (await sqlite_store.get_session(conversation.session_id)).turns
+    assert [t.transcript for t in turns] == ["hello there", "tell me more"]
+
+
+async def test_a_transcript_gives_way_to_new_speech_and_is_done_later(sqlite_store: HistoryStore) -> None:
+    lm = FakeAudioLM([["Hi."], ["Sure."]], transcribe_delay=0.3)
+    log = EventLog()
+    conversation = await open_conversation(sqlite_store, lm, log)
+    say(conversation)
+    await log.wait_for("reply_done", 1)
+    await asyncio.sleep(0.05)  # turn 0's transcript is being made
+    say(conversation)  # the user speaks: it stops, the reply goes first
+    await log.wait_for("reply_done", 2)
+    assert log.of("transcript") == []
+    await log.wait_for("transcript", 2, timeout=5)
+    await conversation.close()
+    assert lm.transcriptions_stopped == 1
+    assert [t.transcript for t in (await sqlite_store.get_session(conversation.session_id)).turns] == [
+        "1.0 seconds of speech",
+        "1.0 seconds of speech",
+    ]

@@ -288,6 +288,16 @@ class HistoryStore:
 
         await self._run(work)
 
+    async def set_transcript(self, session_id: str, index: int, text: str) -> None:
+        def work(s: Session) -> None:
+            s.execute(
+                update(TurnRow)
+                .where(TurnRow.session_id == session_id, TurnRow.index == index)
+                .values(transcript=text)
+            )
+
+        await self._run(work)
+
     async def cut_reply(self, session_id: str, index: int, heard: str) -> None:
         """A spoken reply was cut off: what the user heard of it is what the conversation keeps."""
 

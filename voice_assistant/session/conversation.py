@@ -12,24 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.clock import Clock, utc_now
 from voice_assistant.errors import VoiceAssistantError
-from voice_assistant.events import ErrorRaised, Event, ReplyDelta, ReplyDone, TurnEnded, TurnStarted
+from voice_assistant.events import ErrorRaised, Publish, ReplyDelta, ReplyDone, TurnEnded, TurnStarted
 from voice_assistant.history.store import HistoryStore, NewTurn, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
 from voice_assistant.session.speculation import Speculation
+from voice_assistant.session.transcripts import Transcriber
 from voice_assistant.session.window import Window, WindowPolicy, build_window
 from voice_assistant.turn.taker import CompletedTurn
 
 logger = logging.getLogger(__name__)
-
-Publish = Callable[[Event], None]
 
 DISCONNECTED = "client disconnected before the reply"
 
@@ -56,6 +55,7 @@ class Conversation:
         metrics: Metrics,
         next_index: int,
         speculative: bool = True,
+        transcripts: bool = True,
         clock: Clock = utc_now,
     ) -> None:
         self.session_id = session_id
@@ -74,6 +74,11 @@ class Conversation:
         self._speculation: Speculation | None = None
         self._closing = False
         self._cuts: set[asyncio.Task[None]] = set()
+        self._transcriber = (
+            Transcriber(session_id=session_id, store=store, model=model, publish=publish)
+            if transcripts
+            else None
+        )
         self._worker = asyncio.create_task(self._work(), name=f"conversation-{session_id[:8]}")
 
     # -- from turn-taking (TurnListener)
@@ -81,6 +86,8 @@ class Conversation:
     def speech_started(self) -> None:
         """The user started a new turn: announce it and stop any reply in progress (barge-in)."""
         self._speech_epoch += 1
+        if self._transcriber is not None:
+            self._transcriber.pause()
         if self._reply is not None and not self._reply.done():
             self._reply.cancel()
         self._discard_speculation()
@@ -120,6 +127,8 @@ class Conversation:
             self._reply.cancel()
         self._queue.put_nowait(None)
         await asyncio.wait([self._worker, *self._cuts])
+        if self._transcriber is not None:
+            await self._transcriber.close()
 
     def _discard_speculation(self) -> None:
         if self._speculation is not None:
@@ -141,6 +150,8 @@ class Conversation:
                 self._report(f"the turn could not be stored: {type(exc).__name__}", stage="store")
             finally:
                 self._busy = False
+            if self._queue.empty() and self._transcriber is not None and not self._closing:
+                self._transcriber.resume()
 
     def _report(self, message: str, *, stage: str, turn: int | None = None) -> None:
         self._metrics.errors.labels(stage).inc()
@@ -175,6 +186,8 @@ class Conversation:
             ),
         )
         committed_at = self._clock()
+        if self._transcriber is not None:
+            self._transcriber.add(index, turn.audio)
         self._metrics.turns.labels(str(turn.reason)).inc()
         self._metrics.endpointing.observe(max((committed_at - turn.speech_end).total_seconds(), 0.0))
         self._publish(TurnEnded(turn=index, audio_seconds=round(len(turn.audio) / MODEL_RATE, 3)))

@@ -23,7 +23,7 @@ from voice_assistant.audio.pcm import MODEL_RATE, Samples, to_float32_mono
 from voice_assistant.audio.resample import StreamResampler
 from voice_assistant.clock import utc_now
 from voice_assistant.errors import UnknownSession, VoiceAssistantError
-from voice_assistant.events import ErrorRaised, Event, ReplyDelta, ReplyDone, TurnEnded
+from voice_assistant.events import ErrorRaised, Event, ReplyDelta, ReplyDone, Transcribed, TurnEnded
 from voice_assistant.session.conversation import Conversation
 from voice_assistant.session.speech import SpeechOutput
 from voice_assistant.turn.taker import TurnTaker
@@ -208,6 +208,8 @@ class UiTranscript:
     def __init__(self) -> None:
         self.messages: list[dict[str, str]] = []
         self._reply_at: dict[int, int] = {}
+        self._user_at: dict[int, tuple[int, float]] = {}
+        """Turn -> (its message's position, its seconds of audio), to add the transcript when it comes."""
 
     async def load_history(self, assistant: Assistant, session_id: str, notice: str | None) -> None:
         if notice:
@@ -217,11 +219,13 @@ class UiTranscript:
         except UnknownSession:
             return
         for turn in record.turns:
-            self.messages.append(
-                {"role": "user", "content": self._user_text(turn.index, turn.audio_seconds, turn.transcript)}
-            )
+            self._add_user(turn.index, turn.audio_seconds, turn.transcript)
             if turn.reply_text:
                 self.messages.append({"role": "assistant", "content": turn.reply_text})
+
+    def _add_user(self, index: int, seconds: float, transcript: str | None) -> None:
+        self._user_at[index] = (len(self.messages), seconds)
+        self.messages.append({"role": "user", "content": self._user_text(index, seconds, transcript)})
 
     @staticmethod
     def _user_text(index: int, seconds: float, transcript: str | None) -> str:
@@ -229,21 +233,23 @@ class UiTranscript:
 
     def apply(self, event: Event) -> bool:
         """Update the chat from an event; True when it changed."""
-        if isinstance(event, TurnEnded):
-            self.messages.append(
-                {"role": "user", "content": self._user_text(event.turn, event.audio_seconds, None)}
-            )
-        elif isinstance(event, ReplyDelta):
-            if event.turn not in self._reply_at:
-                self._reply_at[event.turn] = len(self.messages)
-                self.messages.append({"role": "assistant", "content": ""})
-            self.messages[self._reply_at[event.turn]]["content"] += event.text
-        elif isinstance(event, ReplyDone) and event.interrupted and event.turn in self._reply_at:
-            self.messages[self._reply_at[event.turn]]["content"] += " …"
-        elif isinstance(event, ErrorRaised):
-            self.messages.append({"role": "assistant", "content": f"⚠️ {event.message}"})
-        else:
-            return False
+        match event:
+            case TurnEnded(turn=turn, audio_seconds=seconds):
+                self._add_user(turn, seconds, None)
+            case ReplyDelta(turn=turn, text=text):
+                if turn not in self._reply_at:
+                    self._reply_at[turn] = len(self.messages)
+                    self.messages.append({"role": "assistant", "content": ""})
+                self.messages[self._reply_at[turn]]["content"] += text
+            case ReplyDone(turn=turn, interrupted=True) if turn in self._reply_at:
+                self.messages[self._reply_at[turn]]["content"] += " …"
+            case Transcribed(turn=turn, text=text) if turn in self._user_at:
+                position, seconds = self._user_at[turn]
+                self.messages[position]["content"] = self._user_text(turn, seconds, text)
+            case ErrorRaised(message=message):
+                self.messages.append({"role": "assistant", "content": f"⚠️ {message}"})
+            case _:
+                return False
         return True
 
     def outputs(self, session_id: str) -> AdditionalOutputs:

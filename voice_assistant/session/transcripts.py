@@ -1,0 +1,65 @@
+"""Transcripts of the user's turns, written off the critical path: only while no reply needs the model.
+
+A transcript is what older turns become in the model's history once their audio leaves the window,
+and what the UI and the API show for a turn. Asking the model for it costs as much as a short reply,
+so it waits until the conversation is idle and gives way the moment the user speaks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from voice_assistant.audio.pcm import Samples
+from voice_assistant.errors import VoiceAssistantError
+from voice_assistant.events import Publish, Transcribed
+from voice_assistant.history.store import HistoryStore
+from voice_assistant.model.base import AudioLM
+
+logger = logging.getLogger(__name__)
+
+
+class Transcriber:
+    def __init__(self, *, session_id: str, store: HistoryStore, model: AudioLM, publish: Publish) -> None:
+        self._session_id = session_id
+        self._store = store
+        self._model = model
+        self._publish = publish
+        self._waiting: deque[tuple[int, Samples]] = deque()
+        self._running: asyncio.Task[None] | None = None
+
+    def add(self, index: int, audio: Samples) -> None:
+        self._waiting.append((index, audio))
+
+    def resume(self) -> None:
+        """The conversation is idle: transcribe what waits."""
+        if self._waiting and (self._running is None or self._running.done()):
+            self._running = asyncio.create_task(self._run())
+
+    def pause(self) -> None:
+        """The user speaks: free the model for the reply; the turn being transcribed is done again later."""
+        if self._running is not None and not self._running.done():
+            self._running.cancel()
+
+    async def close(self) -> None:
+        self.pause()
+        if self._running is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
+
+    async def _run(self) -> None:
+        while self._waiting:
+            index, audio = self._waiting[0]
+            try:
+                text = await self._model.transcribe(audio)
+            except VoiceAssistantError as exc:
+                logger.warning(
+                    "no transcript for turn %d: %s", index, exc, extra={"session": self._session_id}
+                )
+                self._waiting.popleft()
+                continue
+            self._waiting.popleft()
+            await self._store.set_transcript(self._session_id, index, text)
+            self._publish(Transcribed(turn=index, text=text))
