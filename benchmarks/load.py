@@ -74,7 +74,15 @@ def delays_of(client: VoiceClient, ends: list[float]) -> tuple[list[float], int]
 
 
 async def run_level(sessions: int, data_dir: Path) -> dict[str, Any]:
-    server = ServerProcess(data_dir, env={"VA_MAX_NEW_TOKENS": "8", "VA_MAX_SESSIONS": str(sessions + 8)})
+    server = ServerProcess(
+        data_dir,
+        env={
+            "VA_MAX_NEW_TOKENS": "8",
+            "VA_MAX_SESSIONS": str(sessions + 8),
+            # Every client connects from this one address.
+            "VA_OFFERS_PER_MINUTE_PER_ADDRESS": str(sessions * 2),
+        },
+    )
     server.start()
     try:
         await asyncio.sleep(1.0)

@@ -91,6 +91,8 @@ class VoiceClient:
     timeout: float = 20.0
     """For the offer and the data channel to open."""
     webrtc_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    headers: dict[str, str] = field(default_factory=dict)
+    """Sent with the offer: e.g. `Origin` and `X-Site-Key`, as a page embedding the widget sends them."""
     messages: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -146,7 +148,7 @@ class VoiceClient:
         if self.session_id:
             body["session_id"] = self.session_id
         async with httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout) as http:
-            response = await http.post("/webrtc/offer", json=body)
+            response = await http.post("/webrtc/offer", json=body, headers=self.headers)
         answer: dict[str, Any] = response.json()
         if response.status_code != 200:
             raise ConnectionRefusedError(f"{response.status_code}: {answer}")

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful voice assistant. You hear the user speak. Answer briefly, in plain spoken sentences."
 )
+
+
+def normalized_origin(origin: str) -> str:
+    """An origin as browsers send it in `Origin`: `scheme://host[:port]`, lower case, no default port."""
+    parts = urlsplit(origin.strip().lower())
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.path.strip("/")
+        or parts.query
+    ):
+        raise ValueError(f"{origin!r} is not an origin like https://shop.example or http://host:8080")
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    netloc = parts.netloc.removesuffix(f":{default_port}") if parts.port == default_port else parts.netloc
+    return f"{parts.scheme}://{netloc}"
 
 
 class Settings(BaseSettings):
@@ -32,6 +49,28 @@ class Settings(BaseSettings):
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+
+    # -- where the model runs: in this process, or behind an OpenAI-compatible server (vLLM)
+    backend: Literal["transformers", "openai"] = Field(
+        "transformers",
+        description="'openai': an OpenAI-compatible server (e.g. vLLM) at openai_base_url generates replies.",
+    )
+    openai_base_url: str = Field("http://127.0.0.1:8000/v1", description="The server's URL up to /v1.")
+    openai_api_key: SecretStr | None = Field(None, description="The server's key (vLLM's --api-key).")
+    openai_model: str | None = Field(
+        None, description="The name the server serves the model under; default: model."
+    )
+    openai_connect_timeout_s: float = Field(3.0, gt=0, description="Connecting to the server.")
+    openai_first_token_timeout_s: float = Field(
+        10.0, gt=0, description="Request sent -> first text; a longer stall fails the reply."
+    )
+    openai_timeout_s: float = Field(60.0, gt=0, description="Request sent -> last text of a reply.")
+    openai_retries: int = Field(
+        2, ge=0, description="Retries (backoff 0.5 s, doubling) on connection errors, 429, 5xx before text."
+    )
+    openai_audio_tokens_per_second: float | None = Field(
+        None, gt=0, description="Prompt tokens per second of audio; default: the family's (25 if unknown)."
+    )
 
     # -- what the model hears of the history
     history_audio_turns: int = Field(
@@ -114,9 +153,30 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="Run the VAD and the model once before /readyz turns true.")
     admin_token: SecretStr | None = None
 
+    # -- the embeddable widget: which sites may use this server from their pages (see web/sites.py)
+    sites: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Site key -> origins whose pages may use it, e.g. {"shop": ["https://shop.example"]}.',
+    )
+    offers_per_minute_per_address: int = Field(
+        30, ge=1, description="New WebRTC connections a client address may open per minute."
+    )
+    offers_per_minute_per_key: int = Field(
+        600, ge=1, description="New WebRTC connections all the pages of one site key may open per minute."
+    )
+    max_connections_per_key: int = Field(
+        32, ge=1, description="WebRTC connections open at once through one site key."
+    )
+
     # -- storage
     data_dir: Path = Field(Path.home() / ".local" / "share" / "voice-assistant")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir.")
+
+    @field_validator("sites")
+    @classmethod
+    def _origins_only(cls, sites: dict[str, list[str]]) -> dict[str, list[str]]:
+        """A browser's `Origin` is `scheme://host[:port]`: anything else could never match, so say so."""
+        return {key: [normalized_origin(origin) for origin in origins] for key, origins in sites.items()}
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,8 +18,10 @@ from voice_assistant.transport.webrtc import VoiceHandler
 from voice_assistant.web.api import api_router
 from voice_assistant.web.errors import install_error_handlers
 from voice_assistant.web.offer import offer_router
+from voice_assistant.web.sites import ConnectionLimits, SiteGate, Sites
 from voice_assistant.web.telephone import telephone_router
 from voice_assistant.web.ui import build_ui
+from voice_assistant.web.widget import widget_router
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +47,16 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
             await asyncio.gather(*(live.shutdown() for live in list(handler.live)), return_exceptions=True)
             for pc in list(stream.pcs.values()):
                 await pc.close()
-            assistant.close()
+            await assistant.close()
 
     app = FastAPI(title="voice-assistant", lifespan=lifespan)
     app.state.assistant = assistant
     app.state.stream = stream
     install_error_handlers(app)
-    app.include_router(offer_router(assistant, stream))
+    app.add_middleware(SiteGate, sites=Sites(settings.sites), public_url=settings.public_url)
+    app.include_router(offer_router(assistant, stream, ConnectionLimits(settings, live=stream.pcs)))
     app.include_router(api_router(assistant))
     app.include_router(telephone_router(assistant))
+    app.include_router(widget_router())
     mounted: FastAPI = gr.mount_gradio_app(app, blocks, path="/")
     return mounted

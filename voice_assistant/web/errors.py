@@ -10,14 +10,14 @@ from voice_assistant.errors import UnknownSession
 
 
 class ApiError(HTTPException):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(status_code=status, detail=message)
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(UnknownSession)
     async def _unknown(_: Request, exc: UnknownSession) -> JSONResponse:

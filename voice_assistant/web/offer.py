@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from voice_assistant.assistant import Assistant
 from voice_assistant.web.errors import ApiError
+from voice_assistant.web.sites import ConnectionLimits
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -35,7 +36,7 @@ class IceCandidate(BaseModel):
     candidate: dict[str, Any]
 
 
-def offer_router(assistant: Assistant, stream: Stream) -> APIRouter:
+def offer_router(assistant: Assistant, stream: Stream, limits: ConnectionLimits) -> APIRouter:
     router = APIRouter()
 
     @router.post("/webrtc/offer")
@@ -50,6 +51,7 @@ def offer_router(assistant: Assistant, stream: Stream) -> APIRouter:
         _require_audio(parsed.sdp)
         if not assistant.ready.is_set():
             raise ApiError(503, "the server is starting: the model is not ready yet")
+        limits.admit(request)
         if parsed.session_id:
             if not await assistant.store.session_exists(parsed.session_id):
                 raise ApiError(404, f"unknown session: {parsed.session_id}")
@@ -59,6 +61,7 @@ def offer_router(assistant: Assistant, stream: Stream) -> APIRouter:
         if parsed.webrtc_id in stream.pcs or assistant.is_bound(parsed.webrtc_id):
             raise ApiError(409, f"connection {parsed.webrtc_id} already exists")
 
+        limits.hold(request, parsed.webrtc_id)
         assistant.bind(parsed.webrtc_id, session_id)
         try:
             answer = await stream.handle_offer(

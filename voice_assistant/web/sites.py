@@ -1,0 +1,162 @@
+"""Who may use this server from a web page: site keys bound to origins, CORS for them, connection limits.
+
+A browser always tells which page a request comes from (`Origin`) and a page cannot lie about it. The
+server's own pages (the Gradio UI at /, /demo) and clients that are not browsers (no `Origin`) pass as
+before. A page on any other origin must present a site key (`X-Site-Key`) whose origins include its own,
+on `/webrtc/offer` and `/api/...`; only those origins get CORS headers there. A site key is not a secret
+(it sits in the page's HTML): it names a site, and its origins are what keep other sites out.
+
+New connections are limited per client address and per site key (moving window, in this process's
+memory: the limits are per instance), and the connections open at once per site key.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Collection, Container, Mapping, Sequence
+from typing import Final
+
+from limits import RateLimitItem, RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from voice_assistant.config import Settings, normalized_origin
+from voice_assistant.web.errors import ApiError
+
+SITE_KEY_HEADER: Final = "X-Site-Key"
+GUARDED_PATHS: Final = ("/webrtc/offer", "/api/")
+_STATE: Final = "site_key"
+"""Where the gate leaves the admitting site key for the routes (`request.state`)."""
+
+
+class SiteRefused(Exception):
+    """A page's origin may not use this server; the message says why."""
+
+
+class Sites:
+    """The site keys and the origins each admits (`VA_SITES`)."""
+
+    def __init__(self, sites: Mapping[str, Sequence[str]]) -> None:
+        self._origins = {key: frozenset(map(normalized_origin, origins)) for key, origins in sites.items()}
+
+    @property
+    def origins(self) -> list[str]:
+        """Every origin some key admits: the ones that get CORS headers."""
+        return sorted({origin for origins in self._origins.values() for origin in origins})
+
+    def admit(self, origin: str | None, key: str | None, *, own: Collection[str]) -> str | None:
+        """The site key that admits a request from `origin`, or None when none is needed (no `Origin`,
+        or the server's own); raises SiteRefused otherwise."""
+        if origin is None or origin in own:
+            return None
+        if not key:
+            raise SiteRefused(f"origin {origin} needs a site key ({SITE_KEY_HEADER}) to use this server")
+        allowed = self._origins.get(key)
+        if allowed is None:
+            raise SiteRefused("unknown site key")
+        if origin not in allowed:
+            raise SiteRefused(f"origin {origin} is not allowed for this site key")
+        return key
+
+
+class SiteGate:
+    """ASGI middleware on the guarded paths: CORS for the origins of the site keys (preflights
+    included), then the site-key check, whose refusal is a 403 JSON error."""
+
+    def __init__(self, app: ASGIApp, *, sites: Sites, public_url: str | None) -> None:
+        self._app = app
+        self._sites = sites
+        self._public = normalized_origin(public_url) if public_url else None
+        self._cors = CORSMiddleware(
+            self._checked,
+            allow_origins=sites.origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Content-Type", SITE_KEY_HEADER],
+            expose_headers=["Retry-After"],
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope["path"]).startswith(GUARDED_PATHS):
+            await self._cors(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)
+
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        try:
+            key = self._sites.admit(
+                request.headers.get("origin"), request.headers.get(SITE_KEY_HEADER), own=self._own(request)
+            )
+        except SiteRefused as exc:
+            await JSONResponse({"error": str(exc)}, status_code=403)(scope, receive, send)
+            return
+        scope.setdefault("state", {})[_STATE] = key
+        await self._app(scope, receive, send)
+
+    def _own(self, request: Request) -> set[str]:
+        """The server's own origin: VA_PUBLIC_URL's when set (the `Host` header is not to be trusted on
+        the open internet: DNS rebinding), else the one this request reached."""
+        if self._public is not None:
+            return {self._public}
+        try:
+            return {normalized_origin(str(request.base_url))}
+        except ValueError:  # a Host header that makes no origin
+            return set()
+
+
+class ConnectionLimits:
+    """How many new WebRTC connections a client address and a site key may open per minute, and how
+    many a site key may hold open at once."""
+
+    def __init__(self, settings: Settings, *, live: Container[str]) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._per_address = RateLimitItemPerMinute(settings.offers_per_minute_per_address)
+        self._per_key = RateLimitItemPerMinute(settings.offers_per_minute_per_key)
+        self._max_open = settings.max_connections_per_key
+        self._live = live
+        """Connection ids that are open now (fastrtc's own table, so a closed one leaves by itself)."""
+        self._held: dict[str, set[str]] = {}
+
+    def admit(self, request: Request) -> None:
+        """Count a new connection: 429 past a rate, 503 when its site key holds all it may."""
+        key = _site_key(request)
+        address = request.client.host if request.client else "unknown"
+        checks: list[tuple[RateLimitItem, str, str]] = [(self._per_address, "address", address)]
+        if key is not None:
+            checks.append((self._per_key, "key", key))
+            self._require_room(key)
+        for limit, kind, name in checks:
+            if not self._limiter.test(limit, kind, name):
+                reset = self._limiter.get_window_stats(limit, kind, name).reset_time
+                raise ApiError(
+                    429,
+                    f"too many new connections from this {'site key' if kind == 'key' else kind}: "
+                    f"at most {limit.amount} a minute",
+                    headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
+                )
+        for limit, kind, name in checks:
+            self._limiter.hit(limit, kind, name)
+
+    def hold(self, request: Request, webrtc_id: str) -> None:
+        """Count `webrtc_id` as open for its site key. Call it right before the connection is created,
+        with no await in between, so that it is in `live` before anyone counts again."""
+        key = _site_key(request)
+        if key is not None:
+            self._require_room(key)
+            self._held.setdefault(key, set()).add(webrtc_id)
+
+    def _require_room(self, key: str) -> None:
+        held = {webrtc_id for webrtc_id in self._held.get(key, ()) if webrtc_id in self._live}
+        self._held[key] = held
+        if len(held) >= self._max_open:
+            raise ApiError(503, f"this site has {len(held)} connections open, the most it may: try later")
+
+
+def _site_key(request: Request) -> str | None:
+    key: str | None = request.scope.get("state", {}).get(_STATE)
+    return key
