@@ -91,6 +91,7 @@ class CallTimer:
     """An AudioLM that notes when it is called and answers at once (only the pipeline is timed)."""
 
     name: str = "timer"
+    max_clips: int | None = None
     calls: list[float] = field(default_factory=list)
 
     def audio_tokens(self, seconds: float) -> int:
@@ -100,7 +101,13 @@ class CallTimer:
         self.calls.append(time.perf_counter())
         yield "ok"
 
+    async def transcribe(self, audio: np.ndarray) -> str:
+        return ""
+
     async def warm_up(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
         return None
 
 
@@ -121,6 +128,7 @@ async def decision_to_model(turns: int, *, speculative: bool) -> list[float]:
             publish=lambda event: done.set() if event.type == "reply_done" else None,
             metrics=Metrics(),
             speculative=speculative,
+            transcripts=False,
         )
         audio = SPEECH[0].audio()
         delays = []

@@ -20,6 +20,7 @@ class FakeAudioLM:
     replies: list[list[str] | Exception]
     delay: float = 0.0
     name: str = "fake"
+    max_clips: int | None = None
     heard: list[Sequence[Message]] = field(default_factory=list)
     stopped: int = 0
 
@@ -53,6 +54,9 @@ class FakeAudioLM:
         return self.transcripts.pop(0) if self.transcripts else f"{len(audio) / 16_000:.1f} seconds of speech"
 
     async def warm_up(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
         return None
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from voice_assistant.audio.pcm import MODEL_RATE
 from voice_assistant.clock import utc_now
 from voice_assistant.config import Settings
-from voice_assistant.errors import VoiceAssistantError
+from voice_assistant.errors import ModelError, VoiceAssistantError
 from voice_assistant.events import Event, Publish
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
@@ -35,6 +35,11 @@ ModelLoader = Callable[[Settings], AudioLM]
 
 
 def load_model(settings: Settings) -> AudioLM:
+    """The backend that `settings.backend` names; each is imported only when chosen."""
+    return _BACKENDS[settings.backend](settings)
+
+
+def _load_transformers(settings: Settings) -> AudioLM:
     """The transformers backend on `settings.model`; 'tiny' builds (once) and loads a local checkpoint."""
     from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
     from voice_assistant.model.tiny import cached_tiny_model
@@ -51,6 +56,36 @@ def load_model(settings: Settings) -> AudioLM:
             max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=settings.top_p
         ),
     )
+
+
+def _load_openai(settings: Settings) -> AudioLM:
+    """A client of the OpenAI-compatible server (vLLM) that serves `openai_model` (default: `model`)."""
+    try:
+        from voice_assistant.model.openai_compat import OpenAICompatAudioLM, Sampling, ServerOptions
+    except ModuleNotFoundError as exc:
+        if exc.name != "openai":
+            raise
+        raise ModelError("VA_BACKEND=openai needs the openai client: pip install 'openai>=1.52'") from exc
+
+    key = settings.openai_api_key
+    return OpenAICompatAudioLM(
+        ServerOptions(
+            base_url=settings.openai_base_url,
+            model=settings.openai_model or settings.model,
+            api_key=key.get_secret_value() if key else None,
+            connect_timeout_s=settings.openai_connect_timeout_s,
+            first_token_timeout_s=settings.openai_first_token_timeout_s,
+            total_timeout_s=settings.openai_timeout_s,
+            retries=settings.openai_retries,
+            sampling=Sampling(
+                max_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=settings.top_p
+            ),
+            audio_tokens_per_second=settings.openai_audio_tokens_per_second,
+        )
+    )
+
+
+_BACKENDS: dict[str, ModelLoader] = {"transformers": _load_transformers, "openai": _load_openai}
 
 
 class Assistant:
@@ -126,7 +161,9 @@ class Assistant:
             logger.warning("no speech engine, so no phone calls: %s", exc)
             return None
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        if self._model is not None:
+            await self._model.aclose()
         self.store.close()
 
     # -- per connection
@@ -143,9 +180,12 @@ class Assistant:
         )
 
     def window_policy(self) -> WindowPolicy:
+        audio_turns = self.settings.history_audio_turns
+        if self.model.max_clips is not None:  # a model that takes fewer clips hears older turns as text
+            audio_turns = min(audio_turns, self.model.max_clips)
         return WindowPolicy(
             system_prompt=self.settings.system_prompt,
-            audio_turns=self.settings.history_audio_turns,
+            audio_turns=audio_turns,
             max_turns=self.settings.history_max_turns,
             token_budget=self.settings.history_token_budget,
             audio_tokens=self.model.audio_tokens,

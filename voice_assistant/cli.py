@@ -20,6 +20,8 @@ def _serve(args: argparse.Namespace) -> None:
         key: value
         for key, value in {
             "model": args.model,
+            "backend": args.backend,
+            "openai_base_url": args.openai_base_url,
             "host": args.host,
             "port": args.port,
             "database_url": args.database_url,
@@ -41,6 +43,30 @@ def _make_tiny_model(args: argparse.Namespace) -> None:
     print(f"tiny {args.family} checkpoint written to {directory}")
 
 
+def _models(args: argparse.Namespace) -> None:
+    from voice_assistant.model.families import FAMILIES
+    from voice_assistant.model.tiny import families as tiny_families
+
+    buildable = set(tiny_families())
+    for family in FAMILIES.values():
+        clips = "one clip per prompt" if family.max_clips == 1 else "a clip per turn"
+        if family.untested_offline:
+            tested = f"not tested here: {family.untested_offline}"
+        elif family.model_type in buildable:
+            tested = f"tested on a tiny checkpoint (make-tiny-model --family {family.model_type})"
+        else:
+            tested = "not tested here"
+        print(f"{family.model_type}: {family.title} ({family.checkpoint})")
+        size = f"{family.parameters} parameters; {family.context_tokens} tokens of context"
+        print(f"  licence {family.licence}; {size}")
+        print(f"  audio: up to {family.max_clip_seconds:g} s per turn, {clips}; {tested}")
+        if family.extra:
+            print(f"  needs: pip install 'voice-assistant[{family.extra}]'")
+        if family.notes:
+            print(f"  {family.notes}")
+    print("served by vLLM (VA_BACKEND=openai): Ultravox and the large models; see the README.")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="voice-assistant", description=__doc__)
     root.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -48,6 +74,14 @@ def parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the browser voice chat and the client API")
     serve.add_argument("--model", help="hub id, local path, or 'tiny' (env VA_MODEL)")
+    serve.add_argument(
+        "--backend",
+        choices=["transformers", "openai"],
+        help="run the model here, or ask an OpenAI-compatible server such as vLLM (env VA_BACKEND)",
+    )
+    serve.add_argument(
+        "--openai-base-url", help="the server's URL up to /v1 (env VA_OPENAI_BASE_URL) for --backend openai"
+    )
     serve.add_argument("--host", help="bind address (env VA_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (env VA_PORT, default 7860)")
     serve.add_argument(
@@ -57,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", help="'auto', 'cpu', 'cuda', 'cuda:1' (env VA_DEVICE)")
     serve.add_argument("--min-silence-ms", type=int, help="silence that ends a turn (env VA_MIN_SILENCE_MS)")
     serve.set_defaults(run=_serve)
+
+    models = commands.add_parser("models", help="the supported model families: licence, size, context, notes")
+    models.set_defaults(run=_models)
 
     tiny = commands.add_parser(
         "make-tiny-model", help="build a tiny random checkpoint of a real architecture"

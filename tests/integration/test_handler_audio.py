@@ -44,7 +44,7 @@ async def assistant(tmp_path: Path) -> AsyncIterator[Assistant]:
     assistant = Assistant(settings, model_loader=lambda _: FakeAudioLM([], delay=0.0))
     await assistant.start()
     yield assistant
-    assistant.close()
+    await assistant.close()
 
 
 async def until_reply_done(channel: Channel) -> None:

@@ -31,3 +31,16 @@ def test_a_missing_package_names_the_extra_to_install() -> None:
     with pytest.raises(ModelError, match=r"pip install 'voice-assistant\[voxtral\]'"):
         family.check_installed()
     FAMILIES["qwen2_audio"].check_installed()
+
+
+def test_the_models_command_lists_every_family_and_how_it_was_tested(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from voice_assistant.cli import main
+
+    main(["models"])
+    listing = capsys.readouterr().out
+    for model_type in FAMILIES:
+        assert f"{model_type}: " in listing
+    assert "tested on a tiny checkpoint (make-tiny-model --family qwen2_audio)" in listing
+    assert "licence Apache-2.0; 8.4B parameters" in listing

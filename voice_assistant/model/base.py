@@ -50,6 +50,8 @@ class AudioLM(Protocol):
     """
 
     name: str
+    max_clips: int | None
+    """How many audio clips one prompt may carry (None: no limit): the history window keeps to it."""
 
     def audio_tokens(self, seconds: float) -> int:
         """Prompt tokens that a clip of this length costs (the history window's budget counts them)."""
@@ -63,3 +65,7 @@ class AudioLM(Protocol):
         ...
 
     async def warm_up(self) -> None: ...
+
+    async def aclose(self) -> None:
+        """Release what the backend holds open (connections to a model server)."""
+        ...

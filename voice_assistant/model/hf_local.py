@@ -8,13 +8,14 @@ import contextlib
 import io
 import logging
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 import torch
+import transformers
 from transformers import (
     AsyncTextIteratorStreamer,
     AutoConfig,
@@ -26,7 +27,7 @@ from transformers import (
 
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.errors import ModelError
-from voice_assistant.model.base import AudioPart, Message, TextPart
+from voice_assistant.model.base import AudioPart, Message, Part, TextPart
 from voice_assistant.model.families import Family, family_of
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class GenerationOptions:
 
 TRANSCRIPT_TOKENS = 200
 """Enough for a 30 s turn of speech."""
+EARLIER_CLIP = "[an earlier spoken turn]"
+"""Stands for a clip that the family cannot take in the same prompt as a newer one."""
 
 
 class _StopOnEvent(StoppingCriteria):
@@ -84,6 +87,31 @@ def _wav_base64(samples: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _model_class(family: Family, config: Any) -> Any:
+    """The class that loads the checkpoint: the multimodal auto class, or (for the families it does not map)
+    the transformers class that the config names in `architectures`."""
+    if family.auto_class:
+        return AutoModelForMultimodalLM
+    names = getattr(config, "architectures", None) or []
+    model_class = getattr(transformers, names[0], None) if names else None
+    if model_class is None:
+        raise ModelError(
+            f"{family.title}: config.json names no transformers class in 'architectures' ({names})"
+        )
+    return model_class
+
+
+def _check_sampling_rate(processor: Any) -> None:
+    """Every clip is resampled to MODEL_RATE once, on the way in: a processor expecting another rate would
+    hear it too fast or too slow."""
+    extractor = getattr(processor, "feature_extractor", None) or getattr(processor, "audio_processor", None)
+    rate = getattr(extractor, "sampling_rate", MODEL_RATE)
+    if rate != MODEL_RATE:
+        raise ModelError(
+            f"the checkpoint's audio processor expects {rate} Hz; this server feeds {MODEL_RATE} Hz"
+        )
+
+
 class TransformersAudioLM:
     """One model on one device. Generations are queued: one runs at a time, in a worker thread."""
 
@@ -99,6 +127,7 @@ class TransformersAudioLM:
         self._processor = processor
         self._model = model
         self.family = family
+        self.max_clips = family.max_clips
         self.name = name
         self._options = options
         self._lock = asyncio.Lock()
@@ -119,9 +148,12 @@ class TransformersAudioLM:
         family.check_installed()
         torch_device = resolve_device(device)
         processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
-        model = AutoModelForMultimodalLM.from_pretrained(
+        _check_sampling_rate(processor)
+        model = _model_class(family, config).from_pretrained(
             source, dtype=resolve_dtype(dtype, torch_device), trust_remote_code=trust_remote_code
         )
+        if family.adapter:  # the only adapter loaded, so the active one
+            model.load_adapter(source, adapter_name="audio", adapter_kwargs={"subfolder": family.adapter})
         model.to(torch_device).eval()
         logger.info("loaded %s (%s) on %s", source, family.model_type, torch_device)
         return cls(
@@ -144,8 +176,11 @@ class TransformersAudioLM:
             if message.role == "system" and not self.family.system_prompt:
                 pending_system = message.text
                 continue
+            if message.role != "user":
+                chat.append({"role": message.role, "content": message.text})
+                continue
             content: list[dict[str, Any]] = []
-            if pending_system and message.role == "user":
+            if pending_system:
                 content.append({"type": "text", "text": pending_system + "\n\n"})
                 pending_system = ""
             for part in message.parts:
@@ -153,11 +188,34 @@ class TransformersAudioLM:
                     content.append(self._audio_content(part))
                 elif isinstance(part, TextPart):
                     content.append({"type": "text", "text": part.text})
-            if message.role == "user":
-                chat.append({"role": message.role, "content": content})
-            else:
-                chat.append({"role": message.role, "content": message.text})
+            chat.append({"role": "user", "content": self._user_content(content)})
         return chat
+
+    def _user_content(self, content: list[dict[str, Any]]) -> list[dict[str, Any]] | str:
+        """Typed parts, or one string with the family's audio placeholder where its template takes text."""
+        placeholder = self.family.audio_placeholder
+        if placeholder is None:
+            return content
+        return "".join(placeholder if item["type"] == "audio" else item["text"] for item in content)
+
+    def _within_clip_limit(self, messages: Sequence[Message]) -> list[Message]:
+        """The newest clips, as many as the family takes in one prompt; older ones become a short note, so
+        the conversation keeps its shape (the history window sends their transcripts where it knows them)."""
+        limit = self.family.max_clips
+        if limit is None:
+            return list(messages)
+        heard = 0
+        kept: list[Message] = []
+        for message in reversed(messages):
+            parts: list[Part] = []
+            for part in reversed(message.parts):
+                if isinstance(part, AudioPart):
+                    heard += 1
+                    if heard > limit:
+                        part = TextPart(EARLIER_CLIP)
+                parts.append(part)
+            kept.append(Message(message.role, tuple(reversed(parts))))
+        return kept[::-1]
 
     def _clip(self, part: AudioPart) -> np.ndarray:
         """The end of the turn, as much as the family's encoder takes."""
@@ -170,13 +228,16 @@ class TransformersAudioLM:
 
     def build_inputs(self, messages: Sequence[Message]) -> Any:
         """Processor tensors: token ids with a placeholder per audio token, and every clip's features."""
+        messages = self._within_clip_limit(messages)
         chat = self._chat(messages)
         if self.family.audio_in_chat:
             tokens = self._processor.apply_chat_template(
                 chat, tokenize=True, return_dict=True, return_tensors="pt"
             )
             return tokens.to(self._model.device)
-        text = self._processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        # Some checkpoints (Granite Speech) keep their chat template on the tokenizer only.
+        template = self._processor if self._processor.chat_template else self._processor.tokenizer
+        text = template.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         clips = [self._clip(part) for message in messages for part in message.audio]
         kwargs: dict[str, Any] = {"text": text, "return_tensors": "pt"}
         if clips:
@@ -184,64 +245,97 @@ class TransformersAudioLM:
         inputs = self._processor(**kwargs)
         return inputs.to(self._model.device)
 
+    def _transcription_inputs(self, audio: Samples) -> Any:
+        """The family's own transcription request where it has one, else its prompt beside the clip."""
+        part = AudioPart(audio)
+        request = self.family.transcription_request
+        if request is None:
+            return self.build_inputs([Message("user", (part, TextPart(self.family.transcribe_prompt)))])
+        return request(self._processor, self._clip(part), self.name).to(self._model.device)
+
     # -- generation
 
     def _generate(
         self,
-        messages: Sequence[Message],
-        streamer: AsyncTextIteratorStreamer,
+        inputs_of: Callable[[], Any],
+        kwargs: dict[str, Any],
         stop: threading.Event,
-        max_new_tokens: int | None,
-    ) -> None:
+        streamer: Any = None,
+    ) -> tuple[Any, Any]:
+        """In the worker thread: the inputs (built there, off the event loop) and generate()'s output ids."""
         try:
-            inputs = self.build_inputs(messages)
-            kwargs = self._options.as_kwargs()
-            if max_new_tokens is not None:
-                kwargs["max_new_tokens"] = max_new_tokens
+            inputs = inputs_of()
             with torch.inference_mode():
-                self._model.generate(
+                output = self._model.generate(
                     **inputs,
                     **kwargs,
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([_StopOnEvent(stop)]),
                 )
+            return inputs, output
         finally:
-            streamer.end()
+            if streamer is not None:
+                streamer.end()
 
-    async def stream_reply(
-        self, messages: Sequence[Message], *, max_new_tokens: int | None = None
-    ) -> AsyncIterator[str]:
+    @contextlib.asynccontextmanager
+    async def _exclusive(
+        self, work: Callable[[threading.Event], tuple[Any, Any]]
+    ) -> AsyncIterator[asyncio.Task[tuple[Any, Any]]]:
+        """`work` in a worker thread, holding the device: failures surface as `ModelError`, and leaving the
+        block (done, failed, cancelled) stops it between two tokens and waits until the thread is out of
+        generate(), so generations never overlap."""
         async with self._lock:
             stop = threading.Event()
-            streamer = AsyncTextIteratorStreamer(
-                self._processor.tokenizer, skip_prompt=True, skip_special_tokens=True
-            )
-            worker = asyncio.create_task(
-                asyncio.to_thread(self._generate, messages, streamer, stop, max_new_tokens)
-            )
+            worker = asyncio.create_task(asyncio.to_thread(work, stop))
             try:
-                async for text in streamer:
-                    if text:
-                        yield text
-                await worker
-            except ModelError:
-                raise
-            except (asyncio.CancelledError, GeneratorExit):
+                yield worker
+            except (ModelError, asyncio.CancelledError, GeneratorExit):
                 raise
             except Exception as exc:
                 logger.exception("generation failed", extra={"model": self.name})
                 raise ModelError(f"the model failed: {type(exc).__name__}: {exc}") from exc
             finally:
                 stop.set()
-                # Hold the device until the thread is out of generate(), so generations never overlap.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(worker)
 
+    async def stream_reply(
+        self, messages: Sequence[Message], *, max_new_tokens: int | None = None
+    ) -> AsyncIterator[str]:
+        kwargs = self._options.as_kwargs()
+        if max_new_tokens is not None:
+            kwargs["max_new_tokens"] = max_new_tokens
+        streamer = AsyncTextIteratorStreamer(
+            self._processor.tokenizer, skip_prompt=True, skip_special_tokens=True
+        )
+
+        def work(stop: threading.Event) -> tuple[Any, Any]:
+            return self._generate(lambda: self.build_inputs(messages), kwargs, stop, streamer)
+
+        async with self._exclusive(work) as worker:
+            async for text in streamer:
+                if text:
+                    yield text
+            await worker
+
     async def transcribe(self, audio: Samples) -> str:
-        """The same model asked for the words (the family's prompt), greedily, in the queue like a reply."""
-        request = [Message("user", (AudioPart(audio), TextPart(self.family.transcribe_prompt)))]
-        pieces = [piece async for piece in self.stream_reply(request, max_new_tokens=TRANSCRIPT_TOKENS)]
-        return "".join(pieces).strip()
+        """The same model asked for the words, greedily whatever the reply's sampling, through the family's
+        own transcription request where it has one; queued like a reply."""
+        kwargs = {"max_new_tokens": TRANSCRIPT_TOKENS, "do_sample": False}
+
+        def work(stop: threading.Event) -> tuple[Any, Any]:
+            return self._generate(lambda: self._transcription_inputs(audio), kwargs, stop)
+
+        async with self._exclusive(work) as worker:
+            inputs, output = await worker
+        words = output[:, inputs["input_ids"].shape[1] :]
+        decoded = self._processor.batch_decode(
+            words, skip_special_tokens=True, **self.family.transcript_decode
+        )
+        return str(decoded[0]).strip()
+
+    async def aclose(self) -> None:
+        """Nothing to release: the weights go with the process."""
 
     async def warm_up(self) -> None:
         silence = AudioPart(np.zeros(MODEL_RATE, dtype=np.float32))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 _CORPUS = """
@@ -27,3 +29,23 @@ def train_byte_level_bpe(special_tokens: list[str], vocab_size: int = 600) -> To
     )
     tokenizer.train_from_iterator([line for line in _CORPUS.splitlines() if line] * 4, trainer)
     return tokenizer
+
+
+CHATML_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+"""Qwen2's text specials (pad, turn start, turn end), shared by the families built on a Qwen2 decoder."""
+
+
+def qwen2_tokenizer(audio_specials: list[str], chat_template: str | None = None) -> Any:
+    """A `Qwen2Tokenizer` over the small BPE with ChatML and the family's audio tokens as specials."""
+    from transformers import Qwen2Tokenizer
+
+    specials = CHATML_SPECIALS + audio_specials
+    return Qwen2Tokenizer(
+        tokenizer_object=train_byte_level_bpe(specials),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,  # type: ignore[arg-type]  # Qwen2 has no unknown token: byte-level BPE covers all
+        bos_token=None,
+        additional_special_tokens=specials[1:],
+        chat_template=chat_template,
+    )

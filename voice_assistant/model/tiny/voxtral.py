@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from voice_assistant.model.tiny._common import save, seeded
 from voice_assistant.model.tiny._tokenizer import train_byte_level_bpe
 
 # Tekken's pre-tokenizer regex, as in mistral-common's shipped tekken files.
@@ -92,7 +93,6 @@ def _write_tekken(path: Path) -> int:
 
 
 def build(directory: Path, seed: int) -> None:
-    import torch
     from transformers import (
         VoxtralConfig,
         VoxtralForConditionalGeneration,
@@ -127,10 +127,12 @@ def build(directory: Path, seed: int) -> None:
         },
         audio_token_id=processor.audio_token_id,
     )
-    torch.manual_seed(seed)
-    model = VoxtralForConditionalGeneration(config)
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
+    model = seeded(VoxtralForConditionalGeneration, config, seed)
+    save(
+        directory,
+        model,
+        processor,
+        eos=tokenizer.eos_token_id,
+        pad=tokenizer.pad_token_id,
+        bos=tokenizer.bos_token_id,
+    )

@@ -1,0 +1,120 @@
+"""The transformers backend on a tiny random Granite Speech: text-only chat template with `<|audio|>` written
+into it, a conformer encoder whose projector turns each 0.3 s window into 3 tokens.
+
+Granite's feature extractor needs torchaudio (and its checkpoints peft): without them this module is
+skipped, as it is beside the CPU build of torch 2.13, for which PyPI has no torchaudio that loads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.speech import speak
+from voice_assistant.history.store import PastTurn
+from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
+from voice_assistant.model.tiny import build_tiny_model
+from voice_assistant.session.window import Window, WindowPolicy, build_window
+
+pytestmark = pytest.mark.integration
+pytest.importorskip(
+    "torchaudio", reason="GraniteSpeechFeatureExtractor computes mel features with torchaudio"
+)
+pytest.importorskip("peft", reason="Granite Speech checkpoints carry a LoRA adapter: the family needs peft")
+
+Turns = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def granite_tokens(samples: int) -> int:
+    """Projector windows of 15 encoder frames (two 10 ms mel frames each), 3 tokens per window."""
+    encoder_frames = (samples // 160 + 1) // 2
+    return math.ceil(encoder_frames / 15) * 3
+
+
+@pytest.fixture(scope="module")
+def granite(tmp_path_factory: pytest.TempPathFactory) -> TransformersAudioLM:
+    directory = build_tiny_model(tmp_path_factory.mktemp("tiny") / "granite_speech", "granite_speech")
+    return TransformersAudioLM.load(
+        str(directory), device="cpu", options=GenerationOptions(max_new_tokens=8, temperature=1.0)
+    )
+
+
+@pytest.fixture(scope="module")
+def turns() -> Turns:
+    return speak("Hello there."), speak("What is the time?"), speak("And the date?")
+
+
+@pytest.fixture
+def third_turn(granite: TransformersAudioLM, turns: Turns) -> Window:
+    first, second, third = turns
+    past = [
+        PastTurn(index=0, audio=first, audio_seconds=len(first) / 16_000, transcript=None, reply_text="Hi!"),
+        PastTurn(
+            index=1, audio=second, audio_seconds=len(second) / 16_000, transcript=None, reply_text="Noon."
+        ),
+    ]
+    policy = WindowPolicy(
+        "Be brief.", audio_turns=3, max_turns=8, token_budget=8000, audio_tokens=granite.audio_tokens
+    )
+    return build_window(policy, past, third)
+
+
+def test_the_checkpoint_reloads_with_the_real_granite_classes(granite: TransformersAudioLM) -> None:
+    assert type(granite._model).__name__ == "GraniteSpeechForConditionalGeneration"
+    assert type(granite._processor).__name__ == "GraniteSpeechProcessor"
+    assert type(granite._processor.audio_processor).__name__ == "GraniteSpeechFeatureExtractor"
+    tokenizer = granite._processor.tokenizer
+    assert tokenizer.convert_tokens_to_ids("<|audio|>") == granite._model.config.audio_token_index
+    for special in ("<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>", "<|audio|>"):
+        assert len(tokenizer.encode(special, add_special_tokens=False)) == 1, special
+
+
+def test_the_model_input_of_turn_three_holds_the_audio_of_turns_one_and_two(
+    granite: TransformersAudioLM, turns: Turns, third_turn: Window
+) -> None:
+    inputs = granite.build_inputs(third_turn.messages)
+
+    ids = inputs["input_ids"][0]
+    audio_token = granite._model.config.audio_token_index
+    assert int((ids == audio_token).sum()) == sum(granite_tokens(len(clip)) for clip in turns)
+    # One stacked mel spectrogram per turn, in order, each the very clip of its turn (but the last frame,
+    # whose window reaches into the batch's padding).
+    assert inputs["input_features"].shape[0] == 3
+    extractor = granite._processor.audio_processor
+    for features, clip in zip(inputs["input_features"], turns, strict=True):
+        alone = extractor(torch.from_numpy(clip))["input_features"][0, :-1]
+        assert torch.allclose(features[: len(alone)], alone, atol=1e-5)
+    text = granite._processor.tokenizer.decode([int(i) for i in ids if i != audio_token])
+    assert text == (
+        "<|start_of_role|>system<|end_of_role|>Be brief.<|end_of_text|>\n"
+        "<|start_of_role|>user<|end_of_role|><|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>Hi!"
+        "<|end_of_text|>\n<|start_of_role|>user<|end_of_role|><|end_of_text|>\n"
+        "<|start_of_role|>assistant<|end_of_role|>Noon.<|end_of_text|>\n"
+        "<|start_of_role|>user<|end_of_role|><|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>"
+    )
+    for clip in turns:
+        assert granite.audio_tokens(len(clip) / 16_000) >= granite_tokens(len(clip))
+
+
+async def test_a_reply_to_turn_three_streams(granite: TransformersAudioLM, third_turn: Window) -> None:
+    deltas = [delta async for delta in granite.stream_reply(third_turn.messages)]
+    assert deltas and all(isinstance(d, str) and d for d in deltas)
+
+
+async def test_transcribe_asks_granite_s_own_question_greedily(
+    granite: TransformersAudioLM, turns: Turns
+) -> None:
+    inputs = granite._transcription_inputs(turns[0])
+    prompt = granite._processor.tokenizer.decode(inputs["input_ids"][0])
+    assert "can you transcribe the speech into a written format?<|end_of_text|>" in prompt
+
+    first, again = await granite.transcribe(turns[0]), await granite.transcribe(turns[0])
+
+    assert isinstance(first, str) and first == again  # the replies sample; a transcript does not
+    with torch.inference_mode():
+        output = granite._model.generate(**inputs, max_new_tokens=200, do_sample=False)
+    words = output[:, inputs["input_ids"].shape[1] :]
+    assert first == granite._processor.batch_decode(words, skip_special_tokens=True)[0].strip()
