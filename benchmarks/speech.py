@@ -3,41 +3,24 @@
 from __future__ import annotations
 
 import functools
-import shutil
-import subprocess
-import tempfile
+import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
+from voice_assistant.tts.espeak_cli import find_espeak, run_espeak
 from voice_assistant.tts.kokoro import KokoroSynthesizer
 
 RATE = 16_000
 
 
-def require_espeak() -> str:
-    path = shutil.which("espeak-ng")
-    if path is None:
-        raise RuntimeError(
-            "espeak-ng is not installed: run `bash .ci/run` or `apt-get install -y espeak-ng sox`"
-        )
-    return path
-
-
 @functools.lru_cache(maxsize=256)
 def speak(text: str, *, voice: str = "en-us", speed: int = 165, pitch: int = 50) -> np.ndarray:
     """16 kHz float32 speech of `text`, with the leading and trailing silence cut off."""
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "speech.wav"
-        subprocess.run(
-            [require_espeak(), "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
-            check=True,
-            capture_output=True,
-        )
-        samples, rate = sf.read(wav, dtype="float32")
+    options = ["--stdout", "-v", voice, "-s", str(speed), "-p", str(pitch)]
+    samples, rate = sf.read(io.BytesIO(run_espeak(find_espeak(), options, text)), dtype="float32")
     return _trimmed(soxr.resample(samples, rate, RATE).astype(np.float32))
 
 

@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from benchmarks.speech import speak
-from voice_assistant.history.store import PastTurn
-from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
-from voice_assistant.model.tiny import build_tiny_model
-from voice_assistant.session.window import Window, WindowPolicy, build_window
+from tests.support.families import Turns, load_tiny, spoken_turns, third_turn_window
+from voice_assistant.model.hf_local import TransformersAudioLM
+from voice_assistant.session.window import Window
 
 pytestmark = pytest.mark.integration
 pytest.importorskip(
     "torchaudio", reason="GraniteSpeechFeatureExtractor computes mel features with torchaudio"
 )
 pytest.importorskip("peft", reason="Granite Speech checkpoints carry a LoRA adapter: the family needs peft")
-
-Turns = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def granite_tokens(samples: int) -> int:
@@ -36,30 +31,17 @@ def granite_tokens(samples: int) -> int:
 
 @pytest.fixture(scope="module")
 def granite(tmp_path_factory: pytest.TempPathFactory) -> TransformersAudioLM:
-    directory = build_tiny_model(tmp_path_factory.mktemp("tiny") / "granite_speech", "granite_speech")
-    return TransformersAudioLM.load(
-        str(directory), device="cpu", options=GenerationOptions(max_new_tokens=8, temperature=1.0)
-    )
+    return load_tiny(tmp_path_factory, "granite_speech")
 
 
 @pytest.fixture(scope="module")
 def turns() -> Turns:
-    return speak("Hello there."), speak("What is the time?"), speak("And the date?")
+    return spoken_turns()
 
 
 @pytest.fixture
 def third_turn(granite: TransformersAudioLM, turns: Turns) -> Window:
-    first, second, third = turns
-    past = [
-        PastTurn(index=0, audio=first, audio_seconds=len(first) / 16_000, transcript=None, reply_text="Hi!"),
-        PastTurn(
-            index=1, audio=second, audio_seconds=len(second) / 16_000, transcript=None, reply_text="Noon."
-        ),
-    ]
-    policy = WindowPolicy(
-        "Be brief.", audio_turns=3, max_turns=8, token_budget=8000, audio_tokens=granite.audio_tokens
-    )
-    return build_window(policy, past, third)
+    return third_turn_window(granite, turns)
 
 
 def test_the_checkpoint_reloads_with_the_real_granite_classes(granite: TransformersAudioLM) -> None:

@@ -10,49 +10,31 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from benchmarks.speech import speak
-from voice_assistant.history.store import PastTurn
-from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
-from voice_assistant.model.tiny import build_tiny_model
-from voice_assistant.session.window import Window, WindowPolicy, build_window
+from tests.support.families import Turns, load_tiny, spoken_turns, third_turn_window
+from voice_assistant.model.hf_local import TransformersAudioLM
+from voice_assistant.session.window import Window
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("torchvision", reason="Phi4MultimodalProcessor holds a torchvision image processor")
 pytest.importorskip("peft", reason="Phi-4 hears audio through its speech LoRA adapter (peft)")
 
-Turns = tuple[np.ndarray, np.ndarray, np.ndarray]
-
 
 @pytest.fixture(scope="module")
 def phi4(tmp_path_factory: pytest.TempPathFactory) -> TransformersAudioLM:
-    directory = build_tiny_model(tmp_path_factory.mktemp("tiny") / "phi4_multimodal", "phi4_multimodal")
-    return TransformersAudioLM.load(
-        str(directory), device="cpu", options=GenerationOptions(max_new_tokens=8, temperature=1.0)
-    )
+    return load_tiny(tmp_path_factory, "phi4_multimodal")
 
 
 @pytest.fixture(scope="module")
 def turns() -> Turns:
-    return speak("Hello there."), speak("What is the time?"), speak("And the date?")
+    return spoken_turns()
 
 
 @pytest.fixture
 def third_turn(phi4: TransformersAudioLM, turns: Turns) -> Window:
-    first, second, third = turns
-    past = [
-        PastTurn(index=0, audio=first, audio_seconds=len(first) / 16_000, transcript=None, reply_text="Hi!"),
-        PastTurn(
-            index=1, audio=second, audio_seconds=len(second) / 16_000, transcript=None, reply_text="Noon."
-        ),
-    ]
-    policy = WindowPolicy(
-        "Be brief.", audio_turns=3, max_turns=8, token_budget=8000, audio_tokens=phi4.audio_tokens
-    )
-    return build_window(policy, past, third)
+    return third_turn_window(phi4, turns)
 
 
 def test_the_checkpoint_loads_with_its_speech_adapter_active(phi4: TransformersAudioLM) -> None:

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from benchmarks.speech import speak
-from voice_assistant.history.store import PastTurn
+from tests.support.families import Turns, load_tiny, spoken_turns, third_turn_window
 from voice_assistant.model.base import AudioPart, Message
-from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
-from voice_assistant.model.tiny import build_tiny_model
-from voice_assistant.session.window import Window, WindowPolicy, build_window
+from voice_assistant.model.hf_local import TransformersAudioLM
+from voice_assistant.session.window import Window
 
 pytestmark = pytest.mark.integration
 
@@ -24,34 +23,17 @@ TOKENS_PER_CHUNK = 375
 
 @pytest.fixture(scope="module")
 def voxtral(tmp_path_factory: pytest.TempPathFactory) -> TransformersAudioLM:
-    directory = build_tiny_model(tmp_path_factory.mktemp("tiny") / "voxtral", "voxtral")
-    return TransformersAudioLM.load(
-        str(directory), device="cpu", options=GenerationOptions(max_new_tokens=8, temperature=0.0)
-    )
+    return load_tiny(tmp_path_factory, "voxtral", temperature=0.0)
 
 
 @pytest.fixture(scope="module")
-def turns() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return speak("Hello there."), speak("What is the time?"), speak("And the date?")
+def turns() -> Turns:
+    return spoken_turns()
 
 
 @pytest.fixture
-def third_turn(voxtral: TransformersAudioLM, turns: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Window:
-    first, second, third = turns
-    past = [
-        PastTurn(index=0, audio=first, audio_seconds=len(first) / 16_000, transcript=None, reply_text="Hi!"),
-        PastTurn(
-            index=1, audio=second, audio_seconds=len(second) / 16_000, transcript=None, reply_text="Noon."
-        ),
-    ]
-    policy = WindowPolicy(
-        "Be brief.",
-        audio_turns=3,
-        max_turns=8,
-        token_budget=8000,
-        audio_tokens=voxtral.audio_tokens,
-    )
-    return build_window(policy, past, third)
+def third_turn(voxtral: TransformersAudioLM, turns: Turns) -> Window:
+    return third_turn_window(voxtral, turns)
 
 
 def test_the_checkpoint_reloads_with_the_real_mistral_classes(voxtral: TransformersAudioLM) -> None:

@@ -1,7 +1,7 @@
 """The embeddable widget: `GET /widget.js`, one dependency-free script, and `GET /demo`, a page embedding it.
 
 Both files ship inside the package (`web/static/`), so a non-editable install serves them too;
-`assets/demo.html` is the source of the demo page, and a unit test keeps the packaged copy identical.
+The demo page lives in the package (so an installed server has it); `assets/demo.html` links to it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,41 @@
+"""What every tiny-family test shares: load the family's tiny checkpoint, three spoken turns, and the
+window the model gets for the third (turns one and two heard as audio, with their replies)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.speech import speak
+from voice_assistant.history.store import PastTurn
+from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
+from voice_assistant.model.tiny import build_tiny_model
+from voice_assistant.session.window import Window, WindowPolicy, build_window
+
+Turns = tuple[np.ndarray, np.ndarray, np.ndarray]
+REPLIES = ("Hi!", "Noon.")
+
+
+def load_tiny(
+    tmp_path_factory: pytest.TempPathFactory, family: str, *, temperature: float = 1.0
+) -> TransformersAudioLM:
+    directory = build_tiny_model(tmp_path_factory.mktemp("tiny") / family, family)
+    return TransformersAudioLM.load(
+        str(directory), device="cpu", options=GenerationOptions(max_new_tokens=8, temperature=temperature)
+    )
+
+
+def spoken_turns() -> Turns:
+    return speak("Hello there."), speak("What is the time?"), speak("And the date?")
+
+
+def third_turn_window(lm: TransformersAudioLM, turns: Turns) -> Window:
+    first, second, third = turns
+    past = [
+        PastTurn(index=i, audio=audio, audio_seconds=len(audio) / 16_000, transcript=None, reply_text=reply)
+        for i, (audio, reply) in enumerate(zip((first, second), REPLIES, strict=True))
+    ]
+    policy = WindowPolicy(
+        "Be brief.", audio_turns=3, max_turns=8, token_budget=8000, audio_tokens=lm.audio_tokens
+    )
+    return build_window(policy, past, third)
