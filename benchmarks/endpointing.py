@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 
 from benchmarks.dataset import Recording, load_dataset, read_audio, voice_kind
-from benchmarks.report import RESULTS, format_table, machine, now, write_json
+from benchmarks.report import RESULTS, format_table, machine, now, seconds, write_json
 from benchmarks.scoring import Summary, TurnScore, reply_delays, score_turns, summarize
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, Utterance
@@ -140,9 +140,6 @@ HEADER = ("turns", "ended", "p50 s", "p95 s", "max s", "false splits", "missed",
 
 
 def summary_cells(summary: Summary) -> list[object]:
-    def seconds(value: float | None) -> str | None:
-        return None if value is None else f"{value:.3f}"
-
     return [
         summary.turns,
         summary.ended,

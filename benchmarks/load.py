@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.report import RESULTS, format_table, machine, now, write_json
+from benchmarks.report import RESULTS, format_table, machine, now, seconds, write_json
 from benchmarks.server import ServerProcess, process_cpu_seconds
 from benchmarks.speech import RATE, Utterance
 from voice_assistant.client import VoiceClient
@@ -142,9 +142,6 @@ def main(argv: list[str]) -> None:
         for count in (int(n) for n in args.sessions.split(",")):
             print(f"{count} sessions ...", flush=True)
             levels.append(asyncio.run(run_level(count, Path(tmp) / f"n{count}")))
-
-    def seconds(value: float | None) -> str | None:
-        return None if value is None else f"{value:.3f}"
 
     rows = [
         [

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.phone_client import TwilioCall
-from benchmarks.report import RESULTS, format_table, machine, now, write_json
+from benchmarks.report import RESULTS, format_table, machine, now, seconds, write_json
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, Utterance
 
@@ -85,9 +85,6 @@ def main(argv: list[str]) -> None:
         for count in (int(n) for n in args.calls.split(",")):
             print(f"{count} calls ...", flush=True)
             levels.append(asyncio.run(run_level(count, Path(tmp) / f"n{count}")))
-
-    def seconds(value: float | None) -> str | None:
-        return None if value is None else f"{value:.3f}"
 
     rows = [
         [

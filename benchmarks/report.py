@@ -22,6 +22,11 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def seconds(value: float | None) -> str | None:
+    """A duration for a table cell (None stays empty)."""
+    return None if value is None else f"{value:.3f}"
+
+
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Monospaced columns: the first (the names) left-aligned, the figures right-aligned, None as '-'."""
     cells = [list(header), *[["-" if v is None else str(v) for v in row] for row in rows]]
