@@ -7,10 +7,14 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from voice_assistant.audio.pcm import Samples
 from voice_assistant.errors import ModelError
 from voice_assistant.events import Event
 from voice_assistant.model.base import Message
+from voice_assistant.session.sink import Playout
+from voice_assistant.tts.base import SynthesisError
 
 
 @dataclass
@@ -89,3 +93,87 @@ class EventLog:
 
         await asyncio.wait_for(until(), timeout)
         return self.of(kind)
+
+
+@dataclass
+class FakeSynthesizer:
+    """A synthesizer whose audio is one sample per character, so what was spoken can be read back.
+    While `hold` is clear it waits before each text: a test steps synthesis by setting it."""
+
+    sample_rate: int = 8000
+    spoken: list[str] = field(default_factory=list)
+    fail_on: str | None = None
+    hold: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.hold.set()
+
+    async def synthesize(self, text: str) -> AsyncIterator[Samples]:
+        await self.hold.wait()
+        if text == self.fail_on:
+            raise SynthesisError("engine crashed")
+        self.spoken.append(text)
+        yield np.ones(len(text), np.float32)
+
+
+@dataclass
+class RecordingSink:
+    """An `AudioSink` that plays nothing by itself: the test says which pieces have played (`finish`)."""
+
+    pieces: list[tuple[str, int]] = field(default_factory=list)
+    """(label, samples) of every piece, in the order it was given."""
+    clears: int = 0
+    playout: Playout = field(default_factory=Playout)
+
+    async def play(self, samples: Samples, rate: int, label: str) -> None:
+        self.pieces.append((label, len(samples)))
+        self.playout.sent(label)
+
+    def clear(self) -> set[str]:
+        self.clears += 1
+        return self.playout.clear()
+
+    async def played(self, label: str) -> None:
+        await self.playout.played(label)
+
+    def finish(self, *labels: str) -> None:
+        """These pieces have played (all that were given, when none is named)."""
+        for label in labels or [label for label, _ in self.pieces]:
+            self.playout.finished(label)
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for label, _ in self.pieces]
+
+
+async def settle(rounds: int = 20) -> None:
+    """Let every task that can run do so, without waiting on the clock."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+@dataclass
+class ScriptedReply:
+    """A reply's text source that the test feeds delta by delta (`say`, `fail`, `end`)."""
+
+    queue: asyncio.Queue[str | Exception | None] = field(default_factory=asyncio.Queue)
+    closed: bool = False
+
+    def say(self, *deltas: str) -> None:
+        for delta in deltas:
+            self.queue.put_nowait(delta)
+
+    def fail(self, error: Exception) -> None:
+        self.queue.put_nowait(error)
+
+    def end(self) -> None:
+        self.queue.put_nowait(None)
+
+    async def stream(self) -> AsyncIterator[str]:
+        try:
+            while (item := await self.queue.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            self.closed = True

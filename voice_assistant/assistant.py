@@ -1,4 +1,5 @@
-"""The shared parts of one server process, built from Settings: VAD, model, store, events, metrics."""
+"""The shared parts of one server process, built from Settings: VAD, model, store, events, metrics,
+and the factory of session pipelines that every transport uses."""
 
 from __future__ import annotations
 
@@ -13,23 +14,18 @@ from voice_assistant.audio.pcm import MODEL_RATE
 from voice_assistant.clock import utc_now
 from voice_assistant.config import Settings
 from voice_assistant.errors import ModelError, VoiceAssistantError
-from voice_assistant.events import Event, Publish
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
-from voice_assistant.session.conversation import Conversation
 from voice_assistant.session.hub import EventHub
+from voice_assistant.session.pipeline import Answering, Pipelines, TurnTaking
 from voice_assistant.session.window import WindowPolicy
 from voice_assistant.tts import Synthesizer, load_synthesizer
 from voice_assistant.turn.detector import TurnParams
-from voice_assistant.turn.segmenter import TurnSegmenter
-from voice_assistant.turn.semantic import EndOfTurnModel, load_end_of_turn
-from voice_assistant.turn.taker import TurnListener, TurnTaker
+from voice_assistant.turn.semantic import load_end_of_turn
 from voice_assistant.turn.vad import FRAME_SAMPLES, SileroModel
 
 logger = logging.getLogger(__name__)
-
-_BINDING_TTL_S = 120.0
 
 ModelLoader = Callable[[Settings], AudioLM]
 
@@ -88,6 +84,20 @@ def _load_openai(settings: Settings) -> AudioLM:
 _BACKENDS: dict[str, ModelLoader] = {"transformers": _load_transformers, "openai": _load_openai}
 
 
+def window_policy(settings: Settings, model: AudioLM) -> WindowPolicy:
+    """What the model hears of the history; a model that takes fewer clips hears older turns as text."""
+    audio_turns = settings.history_audio_turns
+    if model.max_clips is not None:
+        audio_turns = min(audio_turns, model.max_clips)
+    return WindowPolicy(
+        system_prompt=settings.system_prompt,
+        audio_turns=audio_turns,
+        max_turns=settings.history_max_turns,
+        token_budget=settings.history_token_budget,
+        audio_tokens=model.audio_tokens,
+    )
+
+
 class Assistant:
     def __init__(self, settings: Settings, *, model_loader: ModelLoader = load_model) -> None:
         self.settings = settings
@@ -95,21 +105,9 @@ class Assistant:
         self.vad = SileroModel()
         self.hub = EventHub()
         self.metrics = Metrics()
-        self.turn_params = TurnParams.from_ms(
-            threshold=settings.vad_threshold,
-            neg_threshold=settings.vad_neg_threshold,
-            min_speech_ms=settings.min_speech_ms,
-            pause_ms=settings.pause_ms,
-            min_silence_ms=settings.min_silence_ms,
-            max_turn_seconds=settings.max_turn_seconds,
-        )
-        self.pad_frames = round(settings.speech_pad_ms / 1000 / (FRAME_SAMPLES / 16_000))
+        self.pipelines = Pipelines(store=self.store, hub=self.hub, metrics=self.metrics)
         self._model_loader = model_loader
         self._model: AudioLM | None = None
-        self.end_of_turn: EndOfTurnModel | None = None
-        self.synthesizer: Synthesizer | None = None
-        self.live_calls = 0
-        self._bindings: dict[str, tuple[str, float]] = {}
         self.ready = asyncio.Event()
         self.startup_error: str | None = None
         self.started_at = time.monotonic()
@@ -123,27 +121,51 @@ class Assistant:
 
     async def start(self) -> None:
         """Load and warm up the VAD and the model, then mark the server ready."""
+        settings = self.settings
         try:
-            self.segmenter().feed(np.zeros(FRAME_SAMPLES * 4, dtype=np.float32))
-            self.end_of_turn = await asyncio.to_thread(
-                load_end_of_turn, self.settings.end_of_turn, self.settings.smart_turn_path
+            end_of_turn = await asyncio.to_thread(
+                load_end_of_turn, settings.end_of_turn, settings.smart_turn_path
             )
-            if self.end_of_turn is not None:
-                await asyncio.to_thread(
-                    self.end_of_turn.complete_probability, np.zeros(MODEL_RATE, np.float32)
-                )
-            self.synthesizer = await self._load_synthesizer()
-            self._model = await asyncio.to_thread(self._model_loader, self.settings)
-            if self.settings.warmup:
-                await self._model.warm_up()
+            turn_taking = TurnTaking(
+                vad=self.vad,
+                params=TurnParams.from_ms(
+                    threshold=settings.vad_threshold,
+                    neg_threshold=settings.vad_neg_threshold,
+                    min_speech_ms=settings.min_speech_ms,
+                    pause_ms=settings.pause_ms,
+                    min_silence_ms=settings.min_silence_ms,
+                    max_turn_seconds=settings.max_turn_seconds,
+                ),
+                pad_frames=round(settings.speech_pad_ms / 1000 / (FRAME_SAMPLES / MODEL_RATE)),
+                end_of_turn=end_of_turn,
+                end_of_turn_threshold=settings.end_of_turn_threshold,
+            )
+            turn_taking.segmenter().feed(np.zeros(FRAME_SAMPLES * 4, dtype=np.float32))
+            if end_of_turn is not None:
+                await asyncio.to_thread(end_of_turn.complete_probability, np.zeros(MODEL_RATE, np.float32))
+            synthesizer = await self._load_synthesizer()
+            self._model = model = await asyncio.to_thread(self._model_loader, settings)
+            if settings.warmup:
+                await model.warm_up()
             await self.store.ping()
+            self.pipelines.load(
+                turn_taking,
+                Answering(
+                    model=model,
+                    policy=window_policy(settings, model),
+                    synthesizer=synthesizer,
+                    reply_timeout_s=settings.reply_timeout_s,
+                    speculative=settings.speculative_start,
+                    transcripts=settings.transcripts,
+                ),
+            )
         except Exception as exc:
             logger.exception("start-up failed")
             self.startup_error = f"{type(exc).__name__}: {exc}"
             raise
         self.ready_after_s = time.monotonic() - self.started_at
         self.ready.set()
-        logger.info("ready after %.2f s (model %s)", self.ready_after_s, self.settings.model)
+        logger.info("ready after %.2f s (model %s)", self.ready_after_s, settings.model)
 
     async def _load_synthesizer(self) -> Synthesizer | None:
         """Phone calls need a voice; without one the server still serves text, and calls are refused."""
@@ -166,62 +188,5 @@ class Assistant:
             await self._model.aclose()
         self.store.close()
 
-    # -- per connection
-
-    def segmenter(self) -> TurnSegmenter:
-        return TurnSegmenter(self.vad.stream(), self.turn_params, pad_frames=self.pad_frames)
-
-    def turn_taker(self, listener: TurnListener) -> TurnTaker:
-        return TurnTaker(
-            self.segmenter(),
-            listener,
-            end_of_turn=self.end_of_turn,
-            threshold=self.settings.end_of_turn_threshold,
-        )
-
-    def window_policy(self) -> WindowPolicy:
-        audio_turns = self.settings.history_audio_turns
-        if self.model.max_clips is not None:  # a model that takes fewer clips hears older turns as text
-            audio_turns = min(audio_turns, self.model.max_clips)
-        return WindowPolicy(
-            system_prompt=self.settings.system_prompt,
-            audio_turns=audio_turns,
-            max_turns=self.settings.history_max_turns,
-            token_budget=self.settings.history_token_budget,
-            audio_tokens=self.model.audio_tokens,
-        )
-
-    async def open_conversation(self, session_id: str, publish: Publish) -> Conversation:
-        def fan_out(event: Event) -> None:
-            publish(event)
-            self.hub.publish(session_id, event)
-
-        return Conversation(
-            session_id=session_id,
-            next_index=await self.store.turn_count(session_id),
-            store=self.store,
-            model=self.model,
-            policy=self.window_policy(),
-            publish=fan_out,
-            metrics=self.metrics,
-            speculative=self.settings.speculative_start,
-            transcripts=self.settings.transcripts,
-        )
-
     async def new_session(self) -> str:
         return await self.store.create_session(now=utc_now())
-
-    # -- which session an offered connection belongs to
-
-    def bind(self, webrtc_id: str, session_id: str) -> None:
-        now = time.monotonic()
-        for stale in [key for key, (_, at) in self._bindings.items() if now - at > _BINDING_TTL_S]:
-            del self._bindings[stale]
-        self._bindings[webrtc_id] = (session_id, now)
-
-    def unbind(self, webrtc_id: str) -> str | None:
-        binding = self._bindings.pop(webrtc_id, None)
-        return binding[0] if binding else None
-
-    def is_bound(self, webrtc_id: str) -> bool:
-        return webrtc_id in self._bindings

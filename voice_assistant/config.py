@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     )
     speech_pad_ms: int = Field(192, ge=0, description="Audio kept from before the detected speech start.")
     max_turn_seconds: float = Field(30.0, gt=1.0, description="A turn longer than this is cut and answered.")
+    reply_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="A reply still generating or playing after this long is cut and stored as such.",
+    )
 
     # -- speech out
     tts: Literal["espeak", "kokoro"] = Field(

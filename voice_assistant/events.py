@@ -46,13 +46,15 @@ class ReplyDelta(Event):
 
 @dataclass(frozen=True)
 class ReplyDone(Event):
-    """Also sent for an interrupted reply, with the text delivered so far."""
+    """Also sent for an interrupted reply, with the text delivered so far. A spoken reply ends once it
+    has played (or was cut), and `heard` says which of its sentences the user heard."""
 
     type: ClassVar[str] = "reply_done"
     turn: int
     text: str
     interrupted: bool
     timings: dict[str, float] = field(default_factory=dict)
+    heard: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+class LiveCount:
+    """How many of something are in progress: the one count that limits read and `/metrics` exports."""
+
+    def __init__(self, gauge: Gauge) -> None:
+        self._gauge = gauge
+        self.value = 0
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.value += 1
+        self._gauge.inc()
+        try:
+            yield
+        finally:
+            self.value -= 1
+            self._gauge.dec()
 
 
 class Metrics:
@@ -36,8 +57,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.live_sessions = Gauge("va_live_sessions", "Connected sessions.", registry=self.registry)
-        self.live_calls = Gauge("va_live_calls", "Phone calls in progress.", registry=self.registry)
+        self.live_sessions = LiveCount(
+            Gauge("va_live_sessions", "Connected sessions.", registry=self.registry)
+        )
+        self.live_calls = LiveCount(
+            Gauge("va_live_calls", "Phone calls in progress.", registry=self.registry)
+        )
         self.audio_received = Counter(
             "va_audio_received_seconds",
             "Caller audio that reached the turn detector.",

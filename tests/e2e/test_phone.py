@@ -119,6 +119,10 @@ async def test_speech_over_a_reply_clears_it_and_the_turn_is_stored_interrupted(
     async with httpx.AsyncClient(base_url=server.url) as http:
         turns = (await http.get(f"/api/sessions/{mine['session_id']}")).json()["turns"]
     assert turns[0]["interrupted"] is True  # its reply was cut short while it played
+    # Stored once, when the reply ended: all it generated, and only the sentences the caller heard.
+    generated, heard = turns[0]["reply_text"], turns[0]["heard_text"]
+    assert heard is not None and len(heard) < len(generated)
+    assert all(sentence in generated for sentence in heard.split(". ") if sentence)
     assert turns[1]["audio_seconds"] > 0.3
 
 

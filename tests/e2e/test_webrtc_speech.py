@@ -57,3 +57,7 @@ async def test_the_reply_is_heard_and_new_speech_silences_it(server: ServerProce
     async with httpx.AsyncClient(base_url=server.url) as http:
         turns = (await http.get(f"/api/sessions/{client.session_id}")).json()["turns"]
     assert turns[0]["interrupted"] is True  # cut while it was being spoken
+    generated, heard = turns[0]["reply_text"], turns[0]["heard_text"]
+    assert heard is not None and len(heard) < len(generated)  # what was said, and what was heard of it
+    done = client.events("reply_done")[0].message["data"]
+    assert done["interrupted"] is True and done["heard"] == heard

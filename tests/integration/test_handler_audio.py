@@ -20,7 +20,9 @@ from benchmarks.speech import RATE, speak
 from tests.fakes import FakeAudioLM
 from voice_assistant.assistant import Assistant
 from voice_assistant.config import Settings
-from voice_assistant.transport.webrtc import VoiceHandler
+from voice_assistant.transport.webrtc import Connections, VoiceHandler
+from voice_assistant.web.offer import Bindings
+from voice_assistant.web.ui_transcript import UiTranscript
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +56,23 @@ async def until_reply_done(channel: Channel) -> None:
         await asyncio.sleep(0.02)
 
 
+def handler_bound_to(assistant: Assistant, session_id: str) -> VoiceHandler:
+    """The connection's handler as fastrtc makes it, after `POST /webrtc/offer` bound it to the session."""
+    bindings = Bindings()
+    bindings.bind("conn-1", session_id)
+    connections = Connections(
+        pipelines=assistant.pipelines,
+        metrics=assistant.metrics,
+        bound_session=bindings.take,
+        ui=lambda: UiTranscript(assistant.store),
+        speak=False,
+    )
+    return VoiceHandler(connections).copy()
+
+
 async def connect(assistant: Assistant) -> tuple[VoiceHandler, Channel, str]:
     session_id = await assistant.new_session()
-    assistant.bind("conn-1", session_id)
-    handler = VoiceHandler(assistant).copy()
+    handler = handler_bound_to(assistant, session_id)
     channel = Channel()
     handler.set_channel(channel)  # type: ignore[arg-type]
     current_context.set(Context(webrtc_id="conn-1"))
@@ -109,9 +124,7 @@ async def test_speech_at_any_rate_and_channel_count_becomes_one_stored_turn(
 
 
 async def test_audio_that_arrives_before_the_session_is_known_is_not_lost(assistant: Assistant) -> None:
-    session_id = await assistant.new_session()
-    assistant.bind("conn-1", session_id)
-    handler = VoiceHandler(assistant).copy()
+    handler = handler_bound_to(assistant, await assistant.new_session())
     channel = Channel()
     handler.set_channel(channel)  # type: ignore[arg-type]
     for frame in frames(48_000, 1, "int16"):

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
-from tests.fakes import EventLog, FakeAudioLM, audio_tokens_25_per_second, failing
-from voice_assistant.history.store import HistoryStore
+from tests.fakes import (
+    EventLog,
+    FakeAudioLM,
+    FakeSynthesizer,
+    RecordingSink,
+    ScriptedReply,
+    audio_tokens_25_per_second,
+    failing,
+    settle,
+)
+from voice_assistant.history.store import HistoryStore, ReplyOutcome
 from voice_assistant.metrics import Metrics
-from voice_assistant.model.base import AudioPart
+from voice_assistant.model.base import AudioPart, Message
 from voice_assistant.session.conversation import DISCONNECTED, Conversation
+from voice_assistant.session.speech import Voice
 from voice_assistant.session.window import WindowPolicy
 from voice_assistant.turn.detector import EndReason
 from voice_assistant.turn.taker import CompletedTurn
@@ -29,7 +40,13 @@ POLICY = WindowPolicy(
 
 
 async def open_conversation(
-    store: HistoryStore, lm: FakeAudioLM, log: EventLog, *, speculative: bool = True
+    store: HistoryStore,
+    lm: FakeAudioLM,
+    log: EventLog,
+    *,
+    speculative: bool = True,
+    voice: Voice | None = None,
+    reply_timeout_s: float = 60.0,
 ) -> Conversation:
     session_id = await store.create_session(now=datetime.now(UTC))
     return Conversation(
@@ -40,6 +57,8 @@ async def open_conversation(
         policy=POLICY,
         publish=log,
         metrics=Metrics(),
+        reply_timeout_s=reply_timeout_s,
+        voice=voice,
         speculative=speculative,
     )
 
@@ -247,12 +266,64 @@ async def test_no_speculation_when_it_is_switched_off(sqlite_store: HistoryStore
     conversation = await open_conversation(sqlite_store, lm, log, speculative=False)
     conversation.speech_started()
     conversation.speech_paused(np.zeros(8_000, np.float32))
-    await asyncio.sleep(0.05)
-    assert lm.heard == []
     conversation.turn_finished(turn())
     await log.wait_for("reply_done", 1)
     await conversation.close()
     assert len(lm.heard) == 1
+    assert len(lm.heard[0][-1].audio[0].samples) == 16_000  # the finished turn, not the paused part
+    stored = (await sqlite_store.get_session(conversation.session_id)).turns[0]
+    assert stored.context is not None and stored.context["speculative"] is False
+
+
+async def test_barge_in_on_a_spoken_reply_stores_generated_and_heard_text_in_one_write(
+    sqlite_store: HistoryStore,
+) -> None:
+    lm = FakeAudioLM([["First one. ", "Second one. ", "Third one."], ["ok"]])
+    log, sink = EventLog(), RecordingSink()
+    voice = Voice(FakeSynthesizer(), sink, report=log)
+    conversation = await open_conversation(sqlite_store, lm, log, voice=voice)
+    writes: list[tuple[int, str, str | None]] = []
+    finish_reply = sqlite_store.finish_reply
+
+    async def counted(session_id: str, index: int, outcome: ReplyOutcome) -> None:
+        writes.append((index, outcome.text, outcome.heard))
+        await finish_reply(session_id, index, outcome)
+
+    sqlite_store.finish_reply = counted  # type: ignore[method-assign]
+    say(conversation)
+    await log.wait_for("reply_delta", 3)
+    while len(sink.pieces) < 3:
+        await settle()
+    sink.finish("turn-0.0")  # the user heard the first sentence, then spoke
+    say(conversation)
+    done = await log.wait_for("reply_done", 1)
+    await conversation.close()
+
+    assert done[0].interrupted and done[0].heard == "First one."  # type: ignore[attr-defined]
+    assert writes[0] == (0, "First one. Second one. Third one.", "First one.")
+    assert [index for index, _, _ in writes] == [0, 1]  # one write per reply
+    turns = (await sqlite_store.get_session(conversation.session_id)).turns
+    assert turns[0].interrupted and turns[0].reply_text == "First one. Second one. Third one."
+
+
+async def test_a_reply_past_its_deadline_is_cut_and_stored_as_such(sqlite_store: HistoryStore) -> None:
+    never_ending = ScriptedReply()
+    never_ending.say("never ", "ending ")
+
+    class HangingLM(FakeAudioLM):
+        def stream_reply(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+            return never_ending.stream()
+
+    lm = HangingLM([])
+    log = EventLog()
+    conversation = await open_conversation(sqlite_store, lm, log, reply_timeout_s=0.0)
+    say(conversation)
+    await log.wait_for("reply_done", 1)
+    await conversation.close()
+    assert "took longer than" in log.of("error")[0].message  # type: ignore[attr-defined]
+    stored = (await sqlite_store.get_session(conversation.session_id)).turns[0]
+    assert stored.interrupted and stored.error is not None and "took longer than" in stored.error
+    assert never_ending.closed
 
 
 async def test_each_turn_is_transcribed_after_its_reply_and_kept(sqlite_store: HistoryStore) -> None:

@@ -133,6 +133,7 @@ class ReplyOutcome:
     first_delta_at: datetime | None
     reply_done_at: datetime
     timings: dict[str, float]
+    heard: str | None = None
 
 
 def make_engine(url: str) -> Engine:

@@ -1,10 +1,12 @@
-"""The conversation engine of one connected session: commit each turn, stream the reply, store it.
+"""The conversation engine of one connected session: commit each turn, answer it, store the answer.
 
-Turns are answered one after another by a worker task. A reply is its own task, so new speech
-(barge-in) or a vanished client cancels it without touching the commit of any turn: a finished
-turn is stored before any of its reply is sent, and the reply (complete, interrupted or failed) is
-stored when it ends. A reply may have started speculatively at the pause that ended the turn; it
-is adopted then, or discarded without a trace when the user speaks on.
+Turns are answered one after another by a worker task. Each answer is a `Reply` (session/reply.py),
+which owns the generation and the voice; new speech (barge-in), a vanished client or a shutdown
+interrupts it through that one handle without touching the commit of any turn: a finished turn is
+stored before any of its reply is sent, and the reply (complete, interrupted, failed or timed out) is
+stored once, when it ends, with what was generated and what was heard. A reply may have started
+speculatively at the pause that ended the turn; it is adopted then, or discarded without a trace when
+the user speaks on.
 """
 
 from __future__ import annotations
@@ -12,18 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.clock import Clock, utc_now
 from voice_assistant.errors import VoiceAssistantError
-from voice_assistant.events import ErrorRaised, Publish, ReplyDelta, ReplyDone, TurnEnded, TurnStarted
+from voice_assistant.events import ErrorRaised, Publish, ReplyDone, TurnEnded, TurnStarted
 from voice_assistant.history.store import HistoryStore, NewTurn, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
+from voice_assistant.session.reply import Reply, ReplyEnd
 from voice_assistant.session.speculation import Speculation
+from voice_assistant.session.speech import Voice
 from voice_assistant.session.transcripts import Transcriber
 from voice_assistant.session.window import Window, WindowPolicy, build_window
 from voice_assistant.turn.taker import CompletedTurn
@@ -54,6 +57,8 @@ class Conversation:
         publish: Publish,
         metrics: Metrics,
         next_index: int,
+        reply_timeout_s: float,
+        voice: Voice | None = None,
         speculative: bool = True,
         transcripts: bool = True,
         clock: Clock = utc_now,
@@ -66,20 +71,22 @@ class Conversation:
         self._metrics = metrics
         self._clock = clock
         self._next_index = next_index
+        self._reply_timeout_s = reply_timeout_s
+        self._voice = voice
         self._speculative = speculative
         self._speech_epoch = 0
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._busy = False
-        self._reply: asyncio.Task[None] | None = None
+        self.reply: Reply | None = None
+        """The reply in progress, if any: the one handle through which it is paused or stopped."""
         self._speculation: Speculation | None = None
         self._closing = False
-        self._cuts: set[asyncio.Task[None]] = set()
         self._transcriber = (
             Transcriber(session_id=session_id, store=store, model=model, publish=publish)
             if transcripts
             else None
         )
-        self._worker = asyncio.create_task(self._work(), name=f"conversation-{session_id[:8]}")
+        self._worker = asyncio.create_task(self._work(), name="conversation")
 
     # -- from turn-taking (TurnListener)
 
@@ -88,8 +95,7 @@ class Conversation:
         self._speech_epoch += 1
         if self._transcriber is not None:
             self._transcriber.pause()
-        if self._reply is not None and not self._reply.done():
-            self._reply.cancel()
+        self._interrupt()
         self._discard_speculation()
         self._publish(TurnStarted(turn=self._next_index))
         self._next_index += 1
@@ -106,29 +112,28 @@ class Conversation:
         speculation, self._speculation = self._speculation, None
         self._queue.put_nowait(_Pending(turn, self._speech_epoch, speculation))
 
-    def reply_cut(self, index: int, heard: str) -> None:
-        """A spoken reply was cut short (barge-in): the conversation keeps what the user heard of it."""
-        cut = asyncio.create_task(self._store_cut(index, heard))
-        self._cuts.add(cut)
-        cut.add_done_callback(self._cuts.discard)
-
-    async def _store_cut(self, index: int, heard: str) -> None:
-        reply = self._reply
-        if reply is not None and not reply.done():
-            await asyncio.wait([reply])  # the reply's own record first, then what was heard of it
-        await self._store.cut_reply(self.session_id, index, heard)
-        self._metrics.interrupted.inc()
+    async def say(self, text: str, label: str) -> None:
+        """Speak a fixed text that is no reply (a greeting); the user's speech silences it too."""
+        if self._voice is not None:
+            await self._voice.say(text, label)
 
     async def close(self) -> None:
         """The client is gone: cut the reply short, store every finished turn, leave no task behind."""
         self._closing = True
         self._discard_speculation()
-        if self._reply is not None and not self._reply.done():
-            self._reply.cancel()
+        self._interrupt()
         self._queue.put_nowait(None)
-        await asyncio.wait([self._worker, *self._cuts])
+        await asyncio.wait([self._worker])
+        if self._voice is not None:
+            await self._voice.close()
         if self._transcriber is not None:
             await self._transcriber.close()
+
+    def _interrupt(self) -> None:
+        if self.reply is not None:
+            self.reply.interrupt()
+        if self._voice is not None:
+            self._voice.silence()
 
     def _discard_speculation(self) -> None:
         if self._speculation is not None:
@@ -195,77 +200,47 @@ class Conversation:
             # Nobody is listening any more, or the user went on speaking before the reply began.
             if speculation is not None:
                 speculation.cancel()
-            await self._finish(
-                index,
-                turn,
-                committed_at,
+            end = ReplyEnd(
                 text="",
-                first_delta_at=None,
+                heard=None,
                 interrupted=True,
                 error=DISCONNECTED if self._closing else None,
+                first_delta_at=None,
+                ended_at=self._clock(),
             )
+            await self._finish(index, turn, committed_at, end)
             return
         if speculation is not None:
             self._metrics.speculations.labels("adopted").inc()
             source = speculation.stream()
         else:
             source = self._model.stream_reply(window.messages)
-        self._reply = asyncio.create_task(self._stream_reply(index, turn, source, committed_at))
-        await asyncio.wait([self._reply])
-
-    async def _stream_reply(
-        self, index: int, turn: CompletedTurn, source: AsyncIterator[str], committed_at: datetime
-    ) -> None:
-        pieces: list[str] = []
-        first_delta_at: datetime | None = None
-        error: str | None = None
-        interrupted = False
-        try:
-            async for delta in source:
-                if first_delta_at is None:
-                    first_delta_at = self._clock()
-                    self._metrics.first_delta.observe(
-                        max((first_delta_at - turn.speech_end).total_seconds(), 0.0)
-                    )
-                pieces.append(delta)
-                self._publish(ReplyDelta(turn=index, text=delta))
-        except asyncio.CancelledError:
-            interrupted = True
-            self._metrics.interrupted.inc()
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-        except VoiceAssistantError as exc:
-            error = str(exc)
-            self._report(error, stage="model", turn=index)
-        finally:
-            # Close the generator now, not at garbage collection: the backend stops generating on close.
-            close = getattr(source, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
-        await self._finish(
-            index,
-            turn,
-            committed_at,
-            text="".join(pieces),
-            first_delta_at=first_delta_at,
-            interrupted=interrupted,
-            error=error,
+        self.reply = reply = Reply(
+            turn=index,
+            source=source,
+            publish=self._publish,
+            utterance=self._voice.utterance(f"turn-{index}") if self._voice is not None else None,
+            clock=self._clock,
+            timeout_s=self._reply_timeout_s,
         )
+        try:
+            end = await reply.done
+        finally:
+            self.reply = None
+            if speculation is not None:
+                speculation.cancel()  # a reply stopped before it began never read (nor closed) it
+        if end.first_delta_at is not None:
+            self._metrics.first_delta.observe(
+                max((end.first_delta_at - turn.speech_end).total_seconds(), 0.0)
+            )
+        if end.interrupted:
+            self._metrics.interrupted.inc()
+        if end.error is not None:
+            self._report(end.error, stage="model", turn=index)
+        await self._finish(index, turn, committed_at, end)
 
-    async def _finish(
-        self,
-        index: int,
-        turn: CompletedTurn,
-        committed_at: datetime,
-        *,
-        text: str,
-        first_delta_at: datetime | None,
-        interrupted: bool,
-        error: str | None,
-    ) -> None:
-        done_at = self._clock()
+    async def _finish(self, index: int, turn: CompletedTurn, committed_at: datetime, end: ReplyEnd) -> None:
+        """The one write of a reply's outcome, then its `reply_done`."""
 
         def since_speech_end(moment: datetime | None) -> float | None:
             return None if moment is None else round((moment - turn.speech_end).total_seconds(), 4)
@@ -275,20 +250,25 @@ class Conversation:
             for name, value in {
                 "end_of_turn": since_speech_end(turn.decided_at),
                 "turn_ended": since_speech_end(committed_at),
-                "first_delta": since_speech_end(first_delta_at),
-                "reply_done": since_speech_end(done_at),
+                "first_delta": since_speech_end(end.first_delta_at),
+                "reply_done": since_speech_end(end.ended_at),
             }.items()
             if value is not None
         }
         outcome = ReplyOutcome(
-            text=text,
-            interrupted=interrupted,
-            error=error,
-            first_delta_at=first_delta_at,
-            reply_done_at=done_at,
+            text=end.text,
+            heard=end.heard,
+            interrupted=end.interrupted,
+            error=end.error,
+            first_delta_at=end.first_delta_at,
+            reply_done_at=end.ended_at,
             timings=timings,
         )
         # Shielded: a second cancellation (shutdown) must not lose what was already said.
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(self._store.finish_reply(self.session_id, index, outcome))
-        self._publish(ReplyDone(turn=index, text=text, interrupted=interrupted, timings=timings))
+        self._publish(
+            ReplyDone(
+                turn=index, text=end.text, heard=end.heard, interrupted=end.interrupted, timings=timings
+            )
+        )

@@ -1,9 +1,9 @@
-"""Spoken replies: each reply's text, sentence by sentence, through a synthesizer into a sink.
+"""A session's voice: text, sentence by sentence, through a synthesizer into a sink.
 
-It follows the conversation's events, so it needs no hook inside the conversation: a reply's deltas
-feed the sentence streamer as they arrive (the first sentence plays while the rest is generated),
-the reply's end flushes the last sentence, and new speech from the user (barge-in) or an interrupted
-reply stops the voice at once and clears what the sink had queued.
+Each spoken text is an `Utterance`: its sentences are synthesized as soon as they are complete (the
+first plays while the rest is still being generated) and it keeps, piece by piece, what went to the
+sink, so that when it is stopped it can say which sentences the user actually heard. It can also be
+paused (the unplayed pieces are taken back from the sink) and resumed (they are played again).
 """
 
 from __future__ import annotations
@@ -12,102 +12,157 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
+from voice_assistant.audio.pcm import Samples
 from voice_assistant.errors import VoiceAssistantError
-from voice_assistant.events import Event, ReplyDelta, ReplyDone, TurnStarted
-from voice_assistant.transport.sink import AudioSink
+from voice_assistant.session.sink import AudioSink
 from voice_assistant.tts.base import Synthesizer
 from voice_assistant.tts.sentences import speak_sentences
 
 logger = logging.getLogger(__name__)
 
 
-CutReply = Callable[[int, str], None]
-"""A spoken reply was cut short: its turn, and the text of the sentences the user did hear."""
+@dataclass(frozen=True, eq=False)
+class _Piece:
+    label: str
+    text: str
+    samples: Samples
+    rate: int
 
 
-class SpeechOutput:
+class Utterance:
+    """The spoken form of one stream of text. `feed` text, `end` it, await `finished`, or `stop` it."""
+
     def __init__(
-        self,
-        synthesizer: Synthesizer,
-        sink: AudioSink,
-        *,
-        report: Callable[[str], None],
+        self, synthesizer: Synthesizer, sink: AudioSink, label: str, *, report: Callable[[str], None]
     ) -> None:
         self._synthesizer = synthesizer
         self._sink = sink
+        self._label = label
         self._report = report
-        self.on_cut: CutReply | None = None
-        """Told when a reply is cut short (set once the conversation that keeps the history exists)."""
-        self._turn: int | None = None
-        self._text: asyncio.Queue[str | None] | None = None
-        self._voice: asyncio.Task[None] | None = None
-        self._pieces: list[tuple[str, str]] = []
-        """(label, sentence) of the reply being spoken, as they went to the sink."""
+        self._text: asyncio.Queue[str | None] = asyncio.Queue()
+        self._pieces: list[_Piece] = []
+        """Every piece that went to the sink, in order; the unplayed ones are left out once stopped."""
+        self._held: list[_Piece] = []
+        """Pieces taken back from the sink by a pause, played again on resume."""
+        self._going = asyncio.Event()
+        self._going.set()
+        self._stopped = False
+        self._voice = asyncio.create_task(self._speak(), name=f"voice-{label}")
 
-    def on_event(self, event: Event) -> None:
-        match event:
-            case TurnStarted():
-                self.stop()
-            case ReplyDelta(turn=turn, text=text):
-                if turn != self._turn or self._text is None:
-                    self._speak_reply(turn)
-                assert self._text is not None
-                self._text.put_nowait(text)
-            case ReplyDone(turn=turn, interrupted=interrupted) if (
-                turn == self._turn and self._text is not None
-            ):
-                if interrupted:
-                    self.stop()
-                else:
-                    self._text.put_nowait(None)
+    def feed(self, text: str) -> None:
+        self._text.put_nowait(text)
 
-    async def say(self, text: str, label: str) -> None:
-        """Speak a fixed text (a greeting, a refusal); returns once it is queued in the sink, or cut."""
-        self.stop()
-        self._voice = voice = asyncio.create_task(self._play(_once(text), label))
-        await asyncio.wait([voice])
+    def end(self) -> None:
+        """No more text: the last sentence is spoken even without a final mark."""
+        self._text.put_nowait(None)
 
-    def stop(self) -> None:
-        """Silence now: stop synthesizing and drop what the sink has not played."""
-        speaking = self._voice is not None and not self._voice.done()
-        if self._voice is not None and speaking:
-            self._voice.cancel()
+    async def queued(self) -> None:
+        """Returns once every sentence is synthesized and queued in the sink (or the utterance stopped)."""
+        await asyncio.wait([self._voice])
+
+    async def finished(self) -> None:
+        """Returns once everything was played (or the utterance stopped)."""
+        await self.queued()
+        while not self._stopped and self._pieces:
+            await self._sink.played(self._pieces[-1].label)
+            if self._going.is_set():
+                return
+            await self._going.wait()  # paused meanwhile: the held pieces play again after resume
+
+    @property
+    def heard(self) -> str:
+        """The sentences played so far (all of them once finished)."""
+        seen: dict[str, str] = {}
+        for piece in self._pieces:
+            if piece not in self._held:
+                seen.setdefault(piece.label, piece.text)
+        return " ".join(seen.values())
+
+    def stop(self) -> bool:
+        """Silence now: no more synthesis, and the sink drops what it has not played. True when
+        something was still to be heard (speech was cut, not merely over)."""
+        if self._stopped:
+            return False
+        self._stopped = True
+        cut = not self._voice.done() or bool(self._held)
+        self._voice.cancel()
         unplayed = self._sink.clear()
-        if self._turn is not None and self.on_cut is not None:
-            if speaking or any(label in unplayed for label, _ in self._pieces):
-                heard = " ".join(sentence for label, sentence in self._pieces if label not in unplayed)
-                self.on_cut(self._turn, heard)
-        self._voice, self._text, self._turn, self._pieces = None, None, None, []
+        held = {piece.label for piece in self._held}
+        self._pieces = [p for p in self._pieces if p.label not in unplayed and p.label not in held]
+        self._held = []
+        self._going.set()
+        return cut or bool(unplayed)
+
+    def pause(self) -> None:
+        """Hold the voice: what the sink had not played is taken back, and nothing new goes to it."""
+        if self._stopped or not self._going.is_set():
+            return
+        self._going.clear()
+        unplayed = self._sink.clear()
+        self._held = [piece for piece in self._pieces if piece.label in unplayed]
+
+    async def resume(self) -> None:
+        """Play again what the pause took back, then go on."""
+        if self._stopped or self._going.is_set():
+            return
+        held, self._held = self._held, []
+        for piece in held:
+            await self._sink.play(piece.samples, piece.rate, piece.label)
+        self._going.set()
 
     async def close(self) -> None:
-        voice = self._voice
         self.stop()
-        if voice is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await voice
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._voice
 
-    def _speak_reply(self, turn: int) -> None:
-        self.stop()
-        text: asyncio.Queue[str | None] = asyncio.Queue()
-        self._turn, self._text = turn, text
+    async def _deltas(self) -> AsyncIterator[str]:
+        while (delta := await self._text.get()) is not None:
+            yield delta
 
-        async def deltas() -> AsyncIterator[str]:
-            while (delta := await text.get()) is not None:
-                yield delta
-
-        self._voice = asyncio.create_task(self._play(deltas(), f"turn-{turn}"))
-
-    async def _play(self, text: AsyncIterator[str], label: str) -> None:
+    async def _speak(self) -> None:
+        rate = self._synthesizer.sample_rate
         try:
-            async for chunk in speak_sentences(text, self._synthesizer):
-                piece = f"{label}.{chunk.sentence}"
-                await self._sink.play(chunk.samples, self._synthesizer.sample_rate, piece)
-                self._pieces.append((piece, chunk.text))
+            async for chunk in speak_sentences(self._deltas(), self._synthesizer):
+                await self._going.wait()
+                piece = _Piece(f"{self._label}.{chunk.sentence}", chunk.text, chunk.samples, rate)
+                self._pieces.append(piece)
+                await self._sink.play(piece.samples, rate, piece.label)
         except VoiceAssistantError as exc:  # the text was delivered; only the voice failed
             logger.warning("speech failed: %s", exc)
             self._report(f"the reply could not be spoken: {exc}")
 
 
-async def _once(text: str) -> AsyncIterator[str]:
-    yield text
+class Voice:
+    """A session's synthesizer and sink; one utterance speaks at a time."""
+
+    def __init__(self, synthesizer: Synthesizer, sink: AudioSink, *, report: Callable[[str], None]) -> None:
+        self._synthesizer = synthesizer
+        self._sink = sink
+        self._report = report
+        self._current: Utterance | None = None
+
+    def utterance(self, label: str) -> Utterance:
+        """A new utterance; whatever was speaking stops first."""
+        self.silence()
+        self._current = Utterance(self._synthesizer, self._sink, label, report=self._report)
+        return self._current
+
+    async def say(self, text: str, label: str) -> None:
+        """Speak a fixed text (a greeting, a refusal); returns once it is queued in the sink, or cut."""
+        utterance = self.utterance(label)
+        utterance.feed(text)
+        utterance.end()
+        await utterance.queued()
+
+    def silence(self) -> None:
+        """Stop whatever is speaking (new speech from the user)."""
+        if self._current is not None:
+            self._current.stop()
+            self._current = None
+
+    async def close(self) -> None:
+        if self._current is not None:
+            await self._current.close()
+            self._current = None

@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from voice_assistant.assistant import Assistant
 from voice_assistant.audio.mulaw import TELEPHONE_RATE, decode_mulaw, encode_mulaw
 from voice_assistant.audio.pcm import Samples
 from voice_assistant.audio.resample import StreamResampler, resample
 from voice_assistant.clock import utc_now
-from voice_assistant.session.speech import SpeechOutput
+from voice_assistant.metrics import Metrics
+from voice_assistant.session.pipeline import Pipelines
+from voice_assistant.session.sink import Playout
 from voice_assistant.transport import twilio
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,8 @@ class TwilioSink:
     def __init__(self, stream_sid: str) -> None:
         self.stream_sid = stream_sid
         self.outbox: asyncio.Queue[str] = asyncio.Queue()
-        self._unplayed: set[str] = set()
+        self._playout = Playout()
+        """Each piece is followed by a mark, which Twilio echoes once the piece has played."""
 
     async def play(self, samples: Samples, rate: int, label: str) -> None:
         mulaw = encode_mulaw(resample(samples, rate, TELEPHONE_RATE))
@@ -49,24 +52,43 @@ class TwilioSink:
         for start in range(0, len(mulaw), FRAME_BYTES):
             self.outbox.put_nowait(twilio.media(self.stream_sid, mulaw[start : start + FRAME_BYTES]))
         self.outbox.put_nowait(twilio.mark(self.stream_sid, label))
-        self._unplayed.add(label)
+        self._playout.sent(label)
 
     def clear(self) -> set[str]:
-        unplayed, self._unplayed = self._unplayed, set()
+        unplayed = self._playout.clear()
         if unplayed:
             while not self.outbox.empty():
                 self.outbox.get_nowait()
             self.outbox.put_nowait(twilio.clear(self.stream_sid))
         return unplayed
 
-    def played(self, label: str) -> None:
-        self._unplayed.discard(label)
+    async def played(self, label: str) -> None:
+        await self._playout.played(label)
+
+    def mark_played(self, label: str) -> None:
+        """Twilio echoed a mark: the audio sent before it has played."""
+        self._playout.finished(label)
+
+
+SpendToken = Callable[[str], Awaitable[str | None]]
+"""A stream's one-time token -> its call's session, spent now; None when it is unknown, used or stale."""
 
 
 class PhoneCall:
-    def __init__(self, assistant: Assistant, websocket: WebSocket) -> None:
-        self._assistant = assistant
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        pipelines: Pipelines,
+        metrics: Metrics,
+        spend_token: SpendToken,
+        greeting: str,
+    ) -> None:
         self._socket = websocket
+        self._pipelines = pipelines
+        self._metrics = metrics
+        self._spend_token = spend_token
+        self._greeting = greeting
         self._to_model_rate = StreamResampler()
         self._garbage_in_a_row = 0
 
@@ -75,12 +97,8 @@ class PhoneCall:
         start = await self._await_start()
         if start is None:
             return
-        session_id = await self._assistant.store.spend_call_token(
-            start.start.custom_parameters.get("token", ""),
-            now=utc_now(),
-            ttl=timedelta(seconds=self._assistant.settings.call_token_ttl_s),
-        )
-        if session_id is None or self._assistant.synthesizer is None:
+        session_id = await self._spend_token(start.start.custom_parameters.get("token", ""))
+        if session_id is None or not self._pipelines.can_speak:
             await self._socket.close(POLICY_VIOLATION, "a valid, unused call token is required")
             return
         await self._converse(session_id, start.start.stream_sid)
@@ -106,7 +124,7 @@ class PhoneCall:
             message = twilio.parse(text)
         except twilio.ProtocolError as exc:
             self._garbage_in_a_row += 1
-            self._assistant.metrics.errors.labels("phone-protocol").inc()
+            self._metrics.errors.labels("phone-protocol").inc()
             logger.warning("ignored a bad media-stream message: %s", exc)
             if self._garbage_in_a_row > MAX_GARBAGE_IN_A_ROW:
                 await self._socket.close(POLICY_VIOLATION, "too many malformed messages")
@@ -116,49 +134,39 @@ class PhoneCall:
         return message
 
     async def _converse(self, session_id: str, stream_sid: str) -> None:
-        assert self._assistant.synthesizer is not None
-        metrics = self._assistant.metrics
         sink = TwilioSink(stream_sid)
         writer = asyncio.create_task(self._write(sink))
-        speech = SpeechOutput(
-            self._assistant.synthesizer, sink, report=lambda message: logger.warning("%s", message)
-        )
-        conversation = await self._assistant.open_conversation(session_id, speech.on_event)
-        speech.on_cut = conversation.reply_cut
-        turns = self._assistant.turn_taker(conversation)
-        metrics.live_calls.inc()
-        self._assistant.live_calls += 1
-        logger.info("call on session %s (stream %s)", session_id, stream_sid)
+        pipeline = await self._pipelines.open(session_id, publish=lambda _event: None, sink=sink)
+        logger.info("call started", extra={"session": session_id, "stream": stream_sid})
         try:
-            if self._assistant.settings.phone_greeting:
-                await speech.say(self._assistant.settings.phone_greeting, "greeting")
-            while True:
-                message = await self._receive()
-                if isinstance(message, twilio.Media):
-                    try:
-                        audio = decode_mulaw(message.audio())
-                    except twilio.ProtocolError as exc:
-                        logger.warning("ignored a media message: %s", exc)
-                        continue
-                    samples = self._to_model_rate(audio, TELEPHONE_RATE)
-                    metrics.audio_received.inc(len(audio) / TELEPHONE_RATE)
-                    turns.feed(samples, utc_now())
-                elif isinstance(message, twilio.Mark):
-                    sink.played(message.mark.name)
-                elif isinstance(message, twilio.Stop):
-                    break
+            with self._metrics.live_calls.held():
+                if self._greeting:
+                    await pipeline.say(self._greeting, "greeting")
+                await self._listen(pipeline.feed, sink)
         except WebSocketDisconnect:
             pass
         finally:
-            metrics.live_calls.dec()
-            self._assistant.live_calls -= 1
-            await turns.close()
-            await speech.close()
-            await conversation.close()
+            await pipeline.close()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-            logger.info("call on session %s ended", session_id)
+            logger.info("call ended", extra={"session": session_id, "stream": stream_sid})
+
+    async def _listen(self, feed: Callable[[Samples, datetime], None], sink: TwilioSink) -> None:
+        while True:
+            message = await self._receive()
+            if isinstance(message, twilio.Media):
+                try:
+                    audio = decode_mulaw(message.audio())
+                except twilio.ProtocolError as exc:
+                    logger.warning("ignored a media message: %s", exc)
+                    continue
+                self._metrics.audio_received.inc(len(audio) / TELEPHONE_RATE)
+                feed(self._to_model_rate(audio, TELEPHONE_RATE), utc_now())
+            elif isinstance(message, twilio.Mark):
+                sink.mark_played(message.mark.name)
+            elif isinstance(message, twilio.Stop):
+                return
 
     async def _write(self, sink: TwilioSink) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):

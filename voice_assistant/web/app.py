@@ -14,13 +14,14 @@ from fastrtc import Stream
 from voice_assistant.assistant import Assistant
 from voice_assistant.config import Settings
 from voice_assistant.transport.jitter import release_audio_in_order
-from voice_assistant.transport.webrtc import VoiceHandler
+from voice_assistant.transport.webrtc import Connections, VoiceHandler
 from voice_assistant.web.api import api_router
 from voice_assistant.web.errors import install_error_handlers
-from voice_assistant.web.offer import offer_router
+from voice_assistant.web.offer import Bindings, offer_router
 from voice_assistant.web.sites import ConnectionLimits, SiteGate, Sites
 from voice_assistant.web.telephone import telephone_router
 from voice_assistant.web.ui import build_ui
+from voice_assistant.web.ui_transcript import UiTranscript
 from voice_assistant.web.widget import widget_router
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,16 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings, *, assistant: Assistant | None = None) -> FastAPI:
     assistant = assistant or Assistant(settings)
     release_audio_in_order()
-    handler = VoiceHandler(assistant)
+    bindings = Bindings()
+    handler = VoiceHandler(
+        Connections(
+            pipelines=assistant.pipelines,
+            metrics=assistant.metrics,
+            bound_session=bindings.take,
+            ui=lambda: UiTranscript(assistant.store),
+            speak=settings.webrtc_speech,
+        )
+    )
     stream = Stream(
         handler, modality="audio", mode="send-receive", concurrency_limit=settings.max_sessions, verbose=False
     )
@@ -54,7 +64,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.state.stream = stream
     install_error_handlers(app)
     app.add_middleware(SiteGate, sites=Sites(settings.sites), public_url=settings.public_url)
-    app.include_router(offer_router(assistant, stream, ConnectionLimits(settings, live=stream.pcs)))
+    app.include_router(offer_router(assistant, stream, ConnectionLimits(settings, live=stream.pcs), bindings))
     app.include_router(api_router(assistant))
     app.include_router(telephone_router(assistant))
     app.include_router(widget_router())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, TypeVar
 
 from aiortc.sdp import SessionDescription
@@ -20,6 +21,8 @@ logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 MAX_OFFER_BYTES = 64 * 1024
+BINDING_TTL_S = 120.0
+"""An offer's session waits this long for its connection's handler to start."""
 _REFUSALS = {"concurrency_limit_reached": 503, "connection_already_exists": 409}
 
 
@@ -36,7 +39,29 @@ class IceCandidate(BaseModel):
     candidate: dict[str, Any]
 
 
-def offer_router(assistant: Assistant, stream: Stream, limits: ConnectionLimits) -> APIRouter:
+class Bindings:
+    """Which session each offered connection belongs to, from the offer until its handler starts."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, tuple[str, float]] = {}
+
+    def bind(self, webrtc_id: str, session_id: str) -> None:
+        now = time.monotonic()
+        for stale in [key for key, (_, at) in self._sessions.items() if now - at > BINDING_TTL_S]:
+            del self._sessions[stale]
+        self._sessions[webrtc_id] = (session_id, now)
+
+    def take(self, webrtc_id: str) -> str | None:
+        binding = self._sessions.pop(webrtc_id, None)
+        return binding[0] if binding else None
+
+    def __contains__(self, webrtc_id: str) -> bool:
+        return webrtc_id in self._sessions
+
+
+def offer_router(
+    assistant: Assistant, stream: Stream, limits: ConnectionLimits, bindings: Bindings
+) -> APIRouter:
     router = APIRouter()
 
     @router.post("/webrtc/offer")
@@ -58,18 +83,18 @@ def offer_router(assistant: Assistant, stream: Stream, limits: ConnectionLimits)
             session_id = parsed.session_id
         else:
             session_id = await assistant.new_session()
-        if parsed.webrtc_id in stream.pcs or assistant.is_bound(parsed.webrtc_id):
+        if parsed.webrtc_id in stream.pcs or parsed.webrtc_id in bindings:
             raise ApiError(409, f"connection {parsed.webrtc_id} already exists")
 
         limits.hold(request, parsed.webrtc_id)
-        assistant.bind(parsed.webrtc_id, session_id)
+        bindings.bind(parsed.webrtc_id, session_id)
         try:
             answer = await stream.handle_offer(
                 {"sdp": parsed.sdp, "type": parsed.type, "webrtc_id": parsed.webrtc_id},
                 set_outputs=stream.set_additional_outputs(parsed.webrtc_id),
             )
         except Exception as exc:
-            assistant.unbind(parsed.webrtc_id)
+            bindings.take(parsed.webrtc_id)
             pc = stream.pcs.pop(parsed.webrtc_id, None)
             if pc is not None:
                 await pc.close()
@@ -77,7 +102,7 @@ def offer_router(assistant: Assistant, stream: Stream, limits: ConnectionLimits)
             logger.info("offer refused: %s", exc)
             raise ApiError(400, f"malformed offer: {exc}") from exc
         if isinstance(answer, JSONResponse):  # fastrtc reports refusals as 200 {"status": "failed"}
-            assistant.unbind(parsed.webrtc_id)
+            bindings.take(parsed.webrtc_id)
             reason = _failure_reason(answer)
             raise ApiError(_REFUSALS.get(reason, 400), reason)
         return {**answer, "session_id": session_id}

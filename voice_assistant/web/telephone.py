@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
@@ -51,9 +52,9 @@ def telephone_router(assistant: Assistant) -> APIRouter:
     @router.post("/telephone/incoming")
     async def incoming(request: Request) -> Response:
         form = await verified_form(request)
-        if not assistant.ready.is_set() or assistant.synthesizer is None:
+        if not assistant.ready.is_set() or not assistant.pipelines.can_speak:
             return _refusal(UNAVAILABLE)
-        if assistant.live_calls >= settings.max_calls:
+        if assistant.metrics.live_calls.value >= settings.max_calls:
             return _refusal(BUSY)
         caller = form.get("From", "")
         if settings.phone_sessions == "per-caller" and caller:
@@ -74,9 +75,20 @@ def telephone_router(assistant: Assistant) -> APIRouter:
         response.append(connect)
         return _twiml(response)
 
+    async def spend_token(token: str) -> str | None:
+        ttl = timedelta(seconds=settings.call_token_ttl_s)
+        return await assistant.store.spend_call_token(token, now=utc_now(), ttl=ttl)
+
     @router.websocket(STREAM_PATH)
     async def stream(websocket: WebSocket) -> None:
+        call = PhoneCall(
+            websocket,
+            pipelines=assistant.pipelines,
+            metrics=assistant.metrics,
+            spend_token=spend_token,
+            greeting=settings.phone_greeting,
+        )
         with contextlib.suppress(WebSocketDisconnect):
-            await PhoneCall(assistant, websocket).run()
+            await call.run()
 
     return router

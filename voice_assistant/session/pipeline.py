@@ -1,0 +1,142 @@
+"""One session's pipeline, wired the same way for every transport: turn-taking -> conversation -> voice.
+
+A transport (a WebRTC connection, a phone call) asks `Pipelines.open` for the pipeline of a session,
+feeds it 16 kHz audio as it arrives and closes it when the client goes; events go to the `publish` it
+passed (and to the session's SSE subscribers), and spoken replies to the sink it passed, if any.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from voice_assistant.audio.pcm import Samples
+from voice_assistant.errors import VoiceAssistantError
+from voice_assistant.events import ErrorRaised, Event, Publish
+from voice_assistant.history.store import HistoryStore
+from voice_assistant.metrics import Metrics
+from voice_assistant.model.base import AudioLM
+from voice_assistant.session.conversation import Conversation
+from voice_assistant.session.hub import EventHub
+from voice_assistant.session.sink import AudioSink
+from voice_assistant.session.speech import Voice
+from voice_assistant.session.window import WindowPolicy
+from voice_assistant.tts.base import Synthesizer
+from voice_assistant.turn.detector import TurnParams
+from voice_assistant.turn.segmenter import TurnSegmenter
+from voice_assistant.turn.semantic import EndOfTurnModel
+from voice_assistant.turn.taker import TurnTaker
+from voice_assistant.turn.vad import SileroModel
+
+
+class NoVoice(VoiceAssistantError):
+    """A spoken session was asked for, and this server has no speech engine."""
+
+
+@dataclass(frozen=True)
+class TurnTaking:
+    """How every stream is cut into turns."""
+
+    vad: SileroModel
+    params: TurnParams
+    pad_frames: int
+    end_of_turn: EndOfTurnModel | None
+    end_of_turn_threshold: float
+
+    def segmenter(self) -> TurnSegmenter:
+        return TurnSegmenter(self.vad.stream(), self.params, pad_frames=self.pad_frames)
+
+
+@dataclass(frozen=True)
+class Answering:
+    """How every turn is answered: the model, what it hears, and the rules of a reply."""
+
+    model: AudioLM
+    policy: WindowPolicy
+    synthesizer: Synthesizer | None
+    reply_timeout_s: float
+    speculative: bool
+    transcripts: bool
+
+
+class SessionPipeline:
+    """The turn taker feeding the conversation of one session, for as long as one client is there."""
+
+    def __init__(self, conversation: Conversation, turns: TurnTaker) -> None:
+        self.conversation = conversation
+        self._turns = turns
+
+    @property
+    def session_id(self) -> str:
+        return self.conversation.session_id
+
+    def feed(self, samples: Samples, arrived: datetime) -> None:
+        """16 kHz mono samples whose newest one arrived at `arrived`."""
+        self._turns.feed(samples, arrived)
+
+    async def say(self, text: str, label: str) -> None:
+        await self.conversation.say(text, label)
+
+    async def close(self) -> None:
+        """Every finished turn stored, the reply in progress stopped and stored, no task left."""
+        await self._turns.close()
+        await self.conversation.close()
+
+
+class Pipelines:
+    """The factory of session pipelines, for every transport; ready once the model is loaded."""
+
+    def __init__(self, *, store: HistoryStore, hub: EventHub, metrics: Metrics) -> None:
+        self._store = store
+        self._hub = hub
+        self._metrics = metrics
+        self._turn_taking: TurnTaking | None = None
+        self._answering: Answering | None = None
+
+    def load(self, turn_taking: TurnTaking, answering: Answering) -> None:
+        self._turn_taking, self._answering = turn_taking, answering
+
+    @property
+    def can_speak(self) -> bool:
+        return self._answering is not None and self._answering.synthesizer is not None
+
+    async def open(
+        self, session_id: str, *, publish: Publish, sink: AudioSink | None = None
+    ) -> SessionPipeline:
+        """The pipeline of `session_id`; with a sink its replies are spoken too."""
+        if self._turn_taking is None or self._answering is None:
+            raise RuntimeError("the model is not loaded yet")
+        turn_taking, answering = self._turn_taking, self._answering
+        hub = self._hub
+
+        def fan_out(event: Event) -> None:
+            publish(event)
+            hub.publish(session_id, event)
+
+        voice = None
+        if sink is not None:
+            if answering.synthesizer is None:
+                raise NoVoice("this server has no speech engine (see VA_TTS)")
+            voice = Voice(
+                answering.synthesizer, sink, report=lambda message: fan_out(ErrorRaised(message=message))
+            )
+        conversation = Conversation(
+            session_id=session_id,
+            next_index=await self._store.turn_count(session_id),
+            store=self._store,
+            model=answering.model,
+            policy=answering.policy,
+            publish=fan_out,
+            metrics=self._metrics,
+            reply_timeout_s=answering.reply_timeout_s,
+            voice=voice,
+            speculative=answering.speculative,
+            transcripts=answering.transcripts,
+        )
+        turns = TurnTaker(
+            turn_taking.segmenter(),
+            conversation,
+            end_of_turn=turn_taking.end_of_turn,
+            threshold=turn_taking.end_of_turn_threshold,
+        )
+        return SessionPipeline(conversation, turns)
