@@ -15,7 +15,7 @@ class ModelError(VoiceAssistantError):
 
 class UnknownSession(VoiceAssistantError):
     def __init__(self, session_id: str) -> None:
-        super().__init__(f"unknown session: {session_id}")
+        super().__init__("unknown session")  # the id is a capability: never in a message
         self.session_id = session_id
 
 

@@ -352,7 +352,7 @@ class HistoryStore:
             if row is None:
                 if s.get(SessionRow, session_id) is None:
                     raise UnknownSession(session_id)
-                raise LookupError(f"session {session_id} has no turn {index}")
+                raise LookupError(f"the session has no turn {index}")
             return row.audio
 
         return await self._run(work)

@@ -62,7 +62,7 @@ def api_router(assistant: Assistant) -> APIRouter:
 
     async def known_session(session_id: str) -> str:
         if not await store.session_exists(session_id):
-            raise ApiError(404, f"unknown session: {session_id}")
+            raise ApiError(404, "unknown session")
         return session_id
 
     @router.get("/api/sessions/{session_id}/events", response_class=EventSourceResponse)

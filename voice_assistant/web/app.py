@@ -17,6 +17,7 @@ from voice_assistant.transport.jitter import release_audio_in_order
 from voice_assistant.transport.webrtc import Connections, VoiceHandler
 from voice_assistant.web.api import api_router
 from voice_assistant.web.errors import install_error_handlers
+from voice_assistant.web.logs import redact_access_log
 from voice_assistant.web.offer import Bindings, offer_router
 from voice_assistant.web.sites import ConnectionLimits, SiteGate, Sites
 from voice_assistant.web.telephone import telephone_router
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings, *, assistant: Assistant | None = None) -> FastAPI:
     assistant = assistant or Assistant(settings)
     release_audio_in_order()
+    redact_access_log()
     bindings = Bindings()
     handler = VoiceHandler(
         Connections(

@@ -79,7 +79,7 @@ def offer_router(
         limits.admit(request)
         if parsed.session_id:
             if not await assistant.store.session_exists(parsed.session_id):
-                raise ApiError(404, f"unknown session: {parsed.session_id}")
+                raise ApiError(404, "unknown session")
             session_id = parsed.session_id
         else:
             session_id = await assistant.new_session()
