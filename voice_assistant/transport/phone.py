@@ -78,7 +78,7 @@ class PhoneCall:
         session_id = await self._assistant.store.spend_call_token(
             start.start.custom_parameters.get("token", ""),
             now=utc_now(),
-            ttl=timedelta(seconds=self._assistant.settings.call_token_ttl_s),
+            ttl=timedelta(seconds=self._assistant.settings.phone.call_token_ttl_s),
         )
         if session_id is None or self._assistant.synthesizer is None:
             await self._socket.close(POLICY_VIOLATION, "a valid, unused call token is required")
@@ -130,8 +130,8 @@ class PhoneCall:
         self._assistant.live_calls += 1
         logger.info("call on session %s (stream %s)", session_id, stream_sid)
         try:
-            if self._assistant.settings.phone_greeting:
-                await speech.say(self._assistant.settings.phone_greeting, "greeting")
+            if self._assistant.settings.phone.greeting:
+                await speech.say(self._assistant.settings.phone.greeting, "greeting")
             while True:
                 message = await self._receive()
                 if isinstance(message, twilio.Media):

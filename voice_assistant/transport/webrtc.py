@@ -87,7 +87,7 @@ class VoiceHandler(AsyncStreamHandler):
             session_id, notice = await self._session_from_ui()
         self._conversation = await self._assistant.open_conversation(session_id, self._publish)
         self._turns = self._assistant.turn_taker(self._conversation)
-        if self._assistant.settings.webrtc_speech and self._assistant.synthesizer is not None:
+        if self._assistant.settings.speech.webrtc and self._assistant.synthesizer is not None:
             self._speech = SpeechOutput(self._assistant.synthesizer, self, report=self._report)
             self._speech.on_cut = self._conversation.reply_cut
         self.live.add(self)

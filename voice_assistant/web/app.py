@@ -31,7 +31,11 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     release_audio_in_order()
     handler = VoiceHandler(assistant)
     stream = Stream(
-        handler, modality="audio", mode="send-receive", concurrency_limit=settings.max_sessions, verbose=False
+        handler,
+        modality="audio",
+        mode="send-receive",
+        concurrency_limit=settings.web.max_sessions,
+        verbose=False,
     )
     blocks = build_ui(handler, settings)
     stream.ui = blocks
@@ -53,7 +57,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.state.assistant = assistant
     app.state.stream = stream
     install_error_handlers(app)
-    app.add_middleware(SiteGate, sites=Sites(settings.sites), public_url=settings.public_url)
+    app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
     app.include_router(offer_router(assistant, stream, ConnectionLimits(settings, live=stream.pcs)))
     app.include_router(api_router(assistant))
     app.include_router(telephone_router(assistant))
