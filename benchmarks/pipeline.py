@@ -24,12 +24,13 @@ import numpy as np
 from benchmarks.report import RESULTS, format_table, machine, now, write_json
 from benchmarks.speech import RATE, Utterance
 from voice_assistant.clock import utc_now
+from voice_assistant.config import TurnSettings
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import Message
 from voice_assistant.session.conversation import Conversation
 from voice_assistant.session.window import WindowPolicy
-from voice_assistant.turn.detector import EndReason, TurnParams
+from voice_assistant.turn.detector import EndReason
 from voice_assistant.turn.segmenter import TurnSegmenter
 from voice_assistant.turn.semantic import SmartTurn, packaged_smart_turn
 from voice_assistant.turn.taker import CompletedTurn
@@ -50,18 +51,7 @@ def conversation_audio(repeat: int) -> np.ndarray:
 
 
 def detector_rtf(audio: np.ndarray) -> dict[str, float]:
-    segmenter = TurnSegmenter(
-        SileroModel().stream(),
-        TurnParams.from_ms(
-            threshold=0.5,
-            neg_threshold=0.35,
-            min_speech_ms=96,
-            pause_ms=200,
-            min_silence_ms=700,
-            max_turn_seconds=30,
-        ),
-        pad_frames=6,
-    )
+    segmenter = TurnSegmenter.from_settings(SileroModel().stream(), TurnSettings(min_silence_ms=700))
     chunk = RATE // 50
     started = time.perf_counter()
     for offset in range(0, len(audio), chunk):

@@ -23,11 +23,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
-    from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
+    from voice_assistant.config import ModelSettings
+    from voice_assistant.model.base import Sampling
+    from voice_assistant.model.hf_local import TransformersAudioLM
 
-    return TransformersAudioLM.load(
-        str(tiny_model_dir), device="cpu", options=GenerationOptions(max_new_tokens=12)
-    )
+    sampling = Sampling.from_settings(ModelSettings(max_new_tokens=12))
+    return TransformersAudioLM.load(str(tiny_model_dir), device="cpu", sampling=sampling)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from voice_assistant.config import Settings
+from voice_assistant.config import ModelSettings, Settings
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -33,7 +33,7 @@ def _serve(args: argparse.Namespace) -> None:
     }
     settings = Settings(**overrides)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level.lower())
+    uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level=args.log_level.lower())
 
 
 def _make_tiny_model(args: argparse.Namespace) -> None:
@@ -100,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     )
     tiny.add_argument("directory")
     tiny.add_argument(
-        "--family", default=Settings.model_fields["tiny_family"].default, help="transformers model_type"
+        "--family", default=ModelSettings.model_fields["tiny_family"].default, help="transformers model_type"
     )
     tiny.set_defaults(run=_make_tiny_model)
     return root

@@ -1,4 +1,23 @@
-"""The one settings object: read from `VA_*` environment variables, overridden by CLI flags."""
+"""The one settings object: read from `VA_*` environment variables, overridden by CLI flags.
+
+`Settings` is grouped by concern, and code reads a group's field (`settings.turns.min_silence_ms`):
+
+- `model`: which model, and how replies are drawn from it (`settings.model.name` is `VA_MODEL`);
+- `backend`: where it runs: in this process (`transformers`) or behind an OpenAI-compatible server;
+- `history`: what the model hears of earlier turns, and whether turns get transcripts;
+- `turns`: turn-taking (VAD, pauses, end of turn, speculation);
+- `speech`: spoken replies (the TTS engine, and whether the browser hears them too);
+- `phone`: Twilio calls;
+- `web`: the HTTP server: address, public URL, limits, admin token, site keys, warm-up;
+- `storage`: where the history and the tiny checkpoints live.
+
+The environment keeps its flat names, one per field: a field is read from `VA_` + its name in upper case,
+or + its `validation_alias` where the name inside the group differs (`VA_OPENAI_BASE_URL` is
+`backend.base_url`, `VA_HISTORY_MAX_TURNS` is `history.max_turns`). The same flat names work as keywords,
+`Settings(model="tiny", min_silence_ms=500)`, which is how the CLI flags, the tests and the benchmarks build
+one; `FLAT_NAMES` lists where each goes. A group may also be given whole (`Settings(turns=TurnSettings())`),
+and is then taken whole: the environment does not fill it in. Names that are no setting are ignored.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +25,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from voice_assistant.flat_settings import FlatEnvironment, FlatKeywords, flat_names
 
 DEFAULT_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"
 DEFAULT_SYSTEM_PROMPT = (
@@ -31,151 +52,245 @@ def normalized_origin(origin: str) -> str:
     return f"{parts.scheme}://{netloc}"
 
 
-class Settings(BaseSettings):
-    """Everything a deployment can change. Frozen: one value per process, passed down explicitly."""
+class _Group(BaseModel):
+    """One concern's settings. Its fields take their flat name (the alias) as well as their own."""
 
-    model_config = SettingsConfigDict(env_prefix="VA_", frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
 
-    # -- model
-    model: str = Field(
-        DEFAULT_MODEL,
+
+class ModelSettings(_Group):
+    name: str = Field(
+        default=DEFAULT_MODEL,
+        validation_alias="model",
         description="Hub id or local path of an audio-language model, or 'tiny' (a random local checkpoint).",
     )
-    tiny_family: str = Field("qwen2_audio", description="Architecture of the checkpoint that 'tiny' builds.")
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1' ...")
+    tiny_family: str = Field(
+        default="qwen2_audio", description="Architecture of the checkpoint that 'tiny' builds."
+    )
+    device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1' ...")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     trust_remote_code: bool = False
-    max_new_tokens: int = Field(256, ge=1)
-    temperature: float = Field(0.7, ge=0.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.7, ge=0.0)
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-
-    # -- where the model runs: in this process, or behind an OpenAI-compatible server (vLLM)
-    backend: Literal["transformers", "openai"] = Field(
-        "transformers",
-        description="'openai': an OpenAI-compatible server (e.g. vLLM) at openai_base_url generates replies.",
-    )
-    openai_base_url: str = Field("http://127.0.0.1:8000/v1", description="The server's URL up to /v1.")
-    openai_api_key: SecretStr | None = Field(None, description="The server's key (vLLM's --api-key).")
-    openai_model: str | None = Field(
-        None, description="The name the server serves the model under; default: model."
-    )
-    openai_connect_timeout_s: float = Field(3.0, gt=0, description="Connecting to the server.")
-    openai_first_token_timeout_s: float = Field(
-        10.0, gt=0, description="Request sent -> first text; a longer stall fails the reply."
-    )
-    openai_timeout_s: float = Field(60.0, gt=0, description="Request sent -> last text of a reply.")
-    openai_retries: int = Field(
-        2, ge=0, description="Retries (backoff 0.5 s, doubling) on connection errors, 429, 5xx before text."
-    )
-    openai_audio_tokens_per_second: float | None = Field(
-        None, gt=0, description="Prompt tokens per second of audio; default: the family's (25 if unknown)."
+    reply_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A reply still generating or playing after this long is cut and stored as such.",
     )
 
-    # -- what the model hears of the history
-    history_audio_turns: int = Field(
-        4, ge=0, description="The last K turns (the current one included) go to the model as audio."
+
+class BackendSettings(_Group):
+    """Where the model runs: in this process, or behind an OpenAI-compatible server (vLLM). The rest of
+    the group is the server's, and used only with `kind="openai"`."""
+
+    kind: Literal["transformers", "openai"] = Field(
+        default="transformers",
+        validation_alias="backend",
+        description="'openai': an OpenAI-compatible server (e.g. vLLM) at base_url generates replies.",
     )
-    history_max_turns: int = Field(32, ge=1, description="Older turns than this are left out entirely.")
-    history_token_budget: int = Field(
-        6000, ge=256, description="Estimated prompt tokens; the oldest turns are dropped to stay under it."
+    base_url: str = Field(
+        default="http://127.0.0.1:8000/v1",
+        validation_alias="openai_base_url",
+        description="The server's URL up to /v1.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias="openai_api_key", description="The server's key (vLLM's --api-key)."
+    )
+    served_model: str | None = Field(
+        default=None,
+        validation_alias="openai_model",
+        description="The name the server serves the model under; default: model.name.",
+    )
+    connect_timeout_s: float = Field(
+        default=3.0,
+        gt=0,
+        validation_alias="openai_connect_timeout_s",
+        description="Connecting to the server.",
+    )
+    first_token_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias="openai_first_token_timeout_s",
+        description="Request sent -> first text; a longer stall fails the reply (not retried).",
+    )
+    timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias="openai_timeout_s",
+        description="Request sent -> last text of a reply.",
+    )
+    retries: int = Field(
+        default=2,
+        ge=0,
+        validation_alias="openai_retries",
+        description="Retries (backoff 0.5 s, doubling) on connection errors, 429, 5xx before text.",
+    )
+    audio_tokens_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        validation_alias="openai_audio_tokens_per_second",
+        description="Prompt tokens per second of audio; default: the family's (25 if unknown).",
     )
 
-    # -- turn detection (Silero VAD on 32 ms frames)
-    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Speech probability that starts speech.")
+
+class HistorySettings(_Group):
+    """What the model hears of the history."""
+
+    audio_turns: int = Field(
+        default=4,
+        ge=0,
+        validation_alias="history_audio_turns",
+        description="The last K turns (the current one included) go to the model as audio.",
+    )
+    max_turns: int = Field(
+        default=32,
+        ge=1,
+        validation_alias="history_max_turns",
+        description="Older turns than this are left out.",
+    )
+    token_budget: int = Field(
+        default=6000,
+        ge=256,
+        validation_alias="history_token_budget",
+        description="Estimated prompt tokens; the oldest turns are dropped to stay under it.",
+    )
+    transcripts: bool = Field(
+        default=True,
+        description="Ask the model for each turn's words once idle (stored, shown, used for old turns).",
+    )
+
+
+class TurnSettings(_Group):
+    """Turn-taking on Silero VAD's 32 ms frames; `turn/` turns these into frame counts."""
+
+    vad_threshold: float = Field(
+        default=0.5, gt=0.0, lt=1.0, description="Speech probability that starts speech."
+    )
     vad_neg_threshold: float = Field(
-        0.35, gt=0.0, lt=1.0, description="Probability under which a frame counts as silence (hysteresis)."
+        default=0.35,
+        gt=0.0,
+        lt=1.0,
+        description="Probability under which a frame counts as silence (hysteresis).",
     )
-    min_speech_ms: int = Field(96, ge=32, description="Speech needed before a turn starts.")
+    min_speech_ms: int = Field(default=96, ge=32, description="Speech needed before a turn starts.")
     pause_ms: int = Field(
-        200,
+        default=200,
         ge=32,
         description="Silence that makes a pause: the end-of-turn model is asked, a reply may start.",
     )
     # 650 ms: the shortest silence that split no sentence of the endpointing benchmark's set (inner
     # pauses up to 0.6 s); see README, "Benchmarks".
-    min_silence_ms: int = Field(650, ge=64, description="Silence after speech that ends the turn.")
+    min_silence_ms: int = Field(default=650, ge=64, description="Silence after speech that ends the turn.")
     end_of_turn: Literal["silence", "smart-turn"] = Field(
-        "silence",
+        default="silence",
         description="'smart-turn': Smart Turn v3 may end a turn at a pause (faster, may cut a sentence).",
     )
     # 0.97: on Kokoro speech Smart Turn put every sentence end but one at 0.98-0.99 and every pause
     # inside a sentence at 0.94 or less; at 0.5 it ended 5 of 8 such pauses (espeak speech: no threshold
     # separates them). Human speech may differ: measure before lowering it.
     end_of_turn_threshold: float = Field(
-        0.97, gt=0.0, lt=1.0, description="Smart Turn's probability of a finished turn that ends it early."
+        default=0.97,
+        gt=0.0,
+        lt=1.0,
+        description="Smart Turn's probability of a finished turn that ends it early.",
     )
     smart_turn_path: Path | None = Field(
-        None, description="Smart Turn ONNX file; default: the one pipecat-ai ships."
-    )
-    transcripts: bool = Field(
-        True, description="Ask the model for each turn's words once idle (stored, shown, used for old turns)."
+        default=None, description="Smart Turn ONNX file; default: the one pipecat-ai ships."
     )
     speculative_start: bool = Field(
-        True, description="Start generating at a pause, before the turn is known over."
+        default=True, description="Start generating at a pause, before the turn is known over."
     )
-    speech_pad_ms: int = Field(192, ge=0, description="Audio kept from before the detected speech start.")
-    max_turn_seconds: float = Field(30.0, gt=1.0, description="A turn longer than this is cut and answered.")
-    reply_timeout_s: float = Field(
-        120.0,
-        gt=0,
-        description="A reply still generating or playing after this long is cut and stored as such.",
+    speech_pad_ms: int = Field(
+        default=192, ge=0, description="Audio kept from before the detected speech start."
+    )
+    max_turn_seconds: float = Field(
+        default=30.0, gt=1.0, description="A turn longer than this is cut and answered."
     )
 
-    # -- speech out
-    tts: Literal["espeak", "kokoro"] = Field(
-        "espeak", description="Speech engine for spoken replies (phone calls, and the browser when enabled)."
-    )
-    tts_voice: str | None = Field(
-        None, description="Engine voice; default: espeak en-us, Kokoro af_heart/jm_kumo."
-    )
-    tts_speed: float = Field(1.0, ge=0.5, le=2.0, description="Speaking-rate multiplier.")
-    kokoro_model_path: Path | None = Field(None, description="kokoro-v1.0.onnx (with the voices file).")
-    kokoro_voices_path: Path | None = Field(None, description="voices-v1.0.bin.")
-    webrtc_speech: bool = Field(False, description="Also speak replies on the browser's WebRTC audio track.")
 
-    # -- phone (Twilio Media Streams)
-    public_url: str | None = Field(
-        None,
-        description="https://host the world reaches this server at: the signed URL and the wss:// stream.",
+class SpeechSettings(_Group):
+    """Speech out: the voice of spoken replies."""
+
+    engine: Literal["espeak", "kokoro"] = Field(
+        default="espeak",
+        validation_alias="tts",
+        description="Speech engine for spoken replies (phone calls, and the browser when enabled).",
     )
+    voice: str | None = Field(
+        default=None,
+        validation_alias="tts_voice",
+        description="Engine voice; default: espeak en-us, Kokoro af_heart/jm_kumo.",
+    )
+    speed: float = Field(
+        default=1.0, ge=0.5, le=2.0, validation_alias="tts_speed", description="Speaking-rate multiplier."
+    )
+    kokoro_model_path: Path | None = Field(
+        default=None, description="kokoro-v1.0.onnx (with the voices file)."
+    )
+    kokoro_voices_path: Path | None = Field(default=None, description="voices-v1.0.bin.")
+    webrtc: bool = Field(
+        default=False,
+        validation_alias="webrtc_speech",
+        description="Also speak replies on the browser's WebRTC audio track.",
+    )
+
+
+class PhoneSettings(_Group):
+    """Phone calls through Twilio Media Streams."""
+
     twilio_auth_token: SecretStr | None = Field(
-        None, description="When set, webhooks without a valid X-Twilio-Signature get 403."
+        default=None, description="When set, webhooks without a valid X-Twilio-Signature get 403."
     )
-    phone_sessions: Literal["per-caller", "per-call"] = Field(
-        "per-caller", description="'per-caller': a caller who calls back continues the conversation."
+    sessions: Literal["per-caller", "per-call"] = Field(
+        default="per-caller",
+        validation_alias="phone_sessions",
+        description="'per-caller': a caller who calls back continues the conversation.",
     )
-    phone_greeting: str = Field("Hello! How can I help you?", description="Spoken when a call connects.")
-    max_calls: int = Field(20, ge=1, description="Concurrent calls; past it a caller hears a polite refusal.")
+    greeting: str = Field(
+        default="Hello! How can I help you?",
+        validation_alias="phone_greeting",
+        description="Spoken when a call connects.",
+    )
+    max_calls: int = Field(
+        default=20, ge=1, description="Concurrent calls; past it a caller hears a polite refusal."
+    )
     call_token_ttl_s: float = Field(
-        60.0, gt=0, description="How long a call's one-time stream token is valid."
+        default=60.0, gt=0, description="How long a call's one-time stream token is valid."
     )
 
-    # -- server
+
+class WebSettings(_Group):
+    """The HTTP server, and which sites may use it from their pages (the embeddable widget, web/sites.py)."""
+
     host: str = "127.0.0.1"
     port: int = 7860
-    max_sessions: int = Field(64, ge=1, description="Concurrent WebRTC connections.")
-    warmup: bool = Field(True, description="Run the VAD and the model once before /readyz turns true.")
+    public_url: str | None = Field(
+        default=None,
+        description="https://host the world reaches this server at: its own origin, the phone webhooks' "
+        "signed URL and the wss:// stream.",
+    )
+    max_sessions: int = Field(default=64, ge=1, description="Concurrent WebRTC connections.")
+    warmup: bool = Field(
+        default=True, description="Run the VAD and the model once before /readyz turns true."
+    )
     admin_token: SecretStr | None = None
-
-    # -- the embeddable widget: which sites may use this server from their pages (see web/sites.py)
     sites: dict[str, list[str]] = Field(
         default_factory=dict,
         description='Site key -> origins whose pages may use it, e.g. {"shop": ["https://shop.example"]}.',
     )
     offers_per_minute_per_address: int = Field(
-        30, ge=1, description="New WebRTC connections a client address may open per minute."
+        default=30, ge=1, description="New WebRTC connections a client address may open per minute."
     )
     offers_per_minute_per_key: int = Field(
-        600, ge=1, description="New WebRTC connections all the pages of one site key may open per minute."
+        default=600,
+        ge=1,
+        description="New WebRTC connections all the pages of one site key may open per minute.",
     )
     max_connections_per_key: int = Field(
-        32, ge=1, description="WebRTC connections open at once through one site key."
+        default=32, ge=1, description="WebRTC connections open at once through one site key."
     )
-
-    # -- storage
-    data_dir: Path = Field(Path.home() / ".local" / "share" / "voice-assistant")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir.")
 
     @field_validator("sites")
     @classmethod
@@ -183,6 +298,44 @@ class Settings(BaseSettings):
         """A browser's `Origin` is `scheme://host[:port]`: anything else could never match, so say so."""
         return {key: [normalized_origin(origin) for origin in origins] for key, origins in sites.items()}
 
+
+class StorageSettings(_Group):
+    data_dir: Path = Field(default=Path.home() / ".local" / "share" / "voice-assistant")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in data_dir.")
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'voice_assistant.db'}"
+
+
+class Settings(BaseSettings):
+    """Everything a deployment can change. Frozen: one value per process, passed down explicitly."""
+
+    model_config = SettingsConfigDict(env_prefix="VA_", frozen=True, extra="ignore")
+
+    model: ModelSettings = ModelSettings()
+    backend: BackendSettings = BackendSettings()
+    history: HistorySettings = HistorySettings()
+    turns: TurnSettings = TurnSettings()
+    speech: SpeechSettings = SpeechSettings()
+    phone: PhoneSettings = PhoneSettings()
+    web: WebSettings = WebSettings()
+    storage: StorageSettings = StorageSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keywords, then the flat `VA_*` environment (no .env file, no secrets directory), each routed
+        into groups before they are merged, so that a keyword overrides only its own field of a group."""
+        return FlatKeywords(settings_cls, init_settings), FlatEnvironment(settings_cls)
+
+
+FLAT_NAMES = flat_names(Settings)
+"""Flat name -> (group, field): `min_silence_ms` -> (`turns`, `min_silence_ms`), `model` -> (`model`,
+`name`). The environment variable is `VA_` + the flat name in upper case."""

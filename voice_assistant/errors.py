@@ -8,9 +8,8 @@ class VoiceAssistantError(Exception):
 
 
 class ModelError(VoiceAssistantError):
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+    """The model failed this reply (or transcript). Final: a backend retries what is worth retrying before
+    it raises (the OpenAI-compatible one: connection errors, 429 and 5xx before the first text)."""
 
 
 class UnknownSession(VoiceAssistantError):

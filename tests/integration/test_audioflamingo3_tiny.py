@@ -8,7 +8,8 @@ import torch
 from transformers.models.auto.modeling_auto import MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES
 
 from tests.support.families import Turns, load_tiny, spoken_turns, third_turn_window
-from voice_assistant.model.hf_local import EARLIER_CLIP, TransformersAudioLM
+from voice_assistant.model.hf_local import TransformersAudioLM
+from voice_assistant.model.prompt import EARLIER_CLIP
 from voice_assistant.session.window import Window
 
 pytestmark = pytest.mark.integration

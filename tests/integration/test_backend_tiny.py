@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from benchmarks.speech import speak
+from voice_assistant.config import ModelSettings
 from voice_assistant.errors import ModelError
 from voice_assistant.history.store import PastTurn
-from voice_assistant.model.base import AudioPart, Message, TextPart
+from voice_assistant.model.base import AudioPart, Message, Sampling, TextPart
 from voice_assistant.model.hf_local import TransformersAudioLM
 from voice_assistant.session.window import WindowPolicy, build_window
 
@@ -34,7 +35,7 @@ def test_the_cli_builds_a_checkpoint_that_reloads_with_the_real_classes(tmp_path
         "chat_template.jinja",
         "processor_config.json",
     } <= {p.name for p in target.iterdir()}
-    lm = TransformersAudioLM.load(str(target), device="cpu")
+    lm = TransformersAudioLM.load(str(target), device="cpu", sampling=Sampling.from_settings(ModelSettings()))
     assert lm.family.model_type == "qwen2_audio"
     assert type(lm._processor).__name__ == "Qwen2AudioProcessor"
     tokenizer = lm._processor.tokenizer

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from benchmarks.speech import speak
-from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
+from voice_assistant.config import ModelSettings
+from voice_assistant.model.base import Sampling
+from voice_assistant.model.hf_local import TransformersAudioLM
 from voice_assistant.model.tiny import build_tiny_model
 
 pytestmark = pytest.mark.integration
@@ -22,7 +24,7 @@ def greedy_transcript(lm: TransformersAudioLM, inputs: object) -> str:
 
 
 async def test_qwen2_audio_transcribes_greedily_with_its_prompt(tiny_lm: TransformersAudioLM) -> None:
-    assert tiny_lm._options.temperature > 0  # the replies sample
+    assert tiny_lm._sampling.temperature > 0  # the replies sample
     clip = speak("What is the weather like?")
     inputs = tiny_lm._transcription_inputs(clip)
     prompt = tiny_lm._processor.tokenizer.decode(inputs["input_ids"][0])
@@ -38,7 +40,9 @@ async def test_voxtral_transcribes_through_its_transcription_request(
 ) -> None:
     directory = build_tiny_model(tmp_path_factory.mktemp("tiny") / "voxtral", "voxtral")
     voxtral = TransformersAudioLM.load(
-        str(directory), device="cpu", options=GenerationOptions(max_new_tokens=8, temperature=1.0)
+        str(directory),
+        device="cpu",
+        sampling=Sampling.from_settings(ModelSettings(max_new_tokens=8, temperature=1.0)),
     )
     clip = speak("What is the weather like?")
     inputs = voxtral._transcription_inputs(clip)

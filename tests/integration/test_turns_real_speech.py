@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from benchmarks.speech import RATE, Utterance
-from voice_assistant.turn.detector import EndReason, TurnParams
+from voice_assistant.config import TurnSettings
+from voice_assistant.turn.detector import EndReason
 from voice_assistant.turn.segmenter import TurnAudio, TurnBegan, TurnSegmenter
 from voice_assistant.turn.vad import SileroModel
 
@@ -20,15 +21,8 @@ SCRIPT = [
 ]
 
 
-def params(min_silence_ms: int = 550, max_turn_seconds: float = 30.0) -> TurnParams:
-    return TurnParams.from_ms(
-        threshold=0.5,
-        neg_threshold=0.35,
-        min_speech_ms=96,
-        pause_ms=200,
-        min_silence_ms=min_silence_ms,
-        max_turn_seconds=max_turn_seconds,
-    )
+def params(min_silence_ms: int = 550, max_turn_seconds: float = 30.0) -> TurnSettings:
+    return TurnSettings(min_silence_ms=min_silence_ms, max_turn_seconds=max_turn_seconds)
 
 
 def recording(script: list[Utterance], lead: float = 0.7) -> tuple[np.ndarray, list[tuple[float, float]]]:
@@ -45,10 +39,10 @@ def recording(script: list[Utterance], lead: float = 0.7) -> tuple[np.ndarray, l
 
 
 def segment(
-    silero: SileroModel, audio: np.ndarray, turn_params: TurnParams, chunk: int = 320
+    silero: SileroModel, audio: np.ndarray, turns: TurnSettings, chunk: int = 320
 ) -> list[tuple[float, object]]:
     """Feed 20 ms chunks as WebRTC delivers them; note when (in audio time) each event was decided."""
-    segmenter = TurnSegmenter(silero.stream(), turn_params, pad_frames=6)
+    segmenter = TurnSegmenter.from_settings(silero.stream(), turns)
     decided = []
     for offset in range(0, len(audio), chunk):
         for event in segmenter.feed(audio[offset : offset + chunk]):

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from benchmarks.speech import speak
+from voice_assistant.config import ModelSettings
 from voice_assistant.history.store import PastTurn
-from voice_assistant.model.hf_local import GenerationOptions, TransformersAudioLM
+from voice_assistant.model.base import Sampling
+from voice_assistant.model.hf_local import TransformersAudioLM
 from voice_assistant.model.tiny import build_tiny_model
 from voice_assistant.session.window import Window, WindowPolicy, build_window
 
@@ -20,9 +22,8 @@ def load_tiny(
     tmp_path_factory: pytest.TempPathFactory, family: str, *, temperature: float = 1.0
 ) -> TransformersAudioLM:
     directory = build_tiny_model(tmp_path_factory.mktemp("tiny") / family, family)
-    return TransformersAudioLM.load(
-        str(directory), device="cpu", options=GenerationOptions(max_new_tokens=8, temperature=temperature)
-    )
+    sampling = Sampling.from_settings(ModelSettings(max_new_tokens=8, temperature=temperature))
+    return TransformersAudioLM.load(str(directory), device="cpu", sampling=sampling)
 
 
 def spoken_turns() -> Turns:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from voice_assistant.config import TurnSettings
 from voice_assistant.turn.detector import (
     EndReason,
     SpeechEnded,
@@ -73,19 +74,27 @@ def test_a_turn_longer_than_the_maximum_is_cut_and_speech_goes_on_as_a_new_turn(
 
 
 def test_params_from_milliseconds_round_up_to_whole_frames() -> None:
-    params = TurnParams.from_ms(
-        threshold=0.5,
-        neg_threshold=0.6,
-        min_speech_ms=96,
-        pause_ms=200,
-        min_silence_ms=550,
-        max_turn_seconds=30,
-    )
+    params = TurnParams.from_settings(TurnSettings(vad_neg_threshold=0.6, min_silence_ms=550))
     assert params.min_speech_frames == 3
     assert params.pause_frames == 7  # 200 ms / 32 ms = 6.25
     assert params.min_silence_frames == 18  # 550 ms / 32 ms = 17.2
     assert params.max_turn_frames == 938
     assert params.neg_threshold == 0.5  # never above the start threshold
+
+
+def test_the_default_settings_in_frames() -> None:
+    """The one set of defaults (TurnSettings), as the detector counts them."""
+    params = TurnParams.from_settings(TurnSettings())
+    assert (params.threshold, params.neg_threshold) == (0.5, 0.35)
+    assert params.min_speech_frames == 3  # 96 ms
+    assert params.pause_frames == 7  # 200 ms
+    assert params.min_silence_frames == 21  # 650 ms / 32 ms = 20.3
+    assert params.max_turn_frames == 938  # 30 s
+
+
+def test_a_pause_is_never_longer_than_the_silence_that_ends_the_turn() -> None:
+    params = TurnParams.from_settings(TurnSettings(pause_ms=800, min_silence_ms=300))
+    assert params.pause_frames == params.min_silence_frames == 10
 
 
 def test_a_pause_is_announced_once_and_resuming_speech_cancels_it() -> None:

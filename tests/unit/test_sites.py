@@ -58,7 +58,7 @@ def test_sites_are_read_from_json_and_a_url_that_is_no_origin_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("VA_SITES", '{"shop": ["HTTPS://Shop.Example/"]}')
-    assert Settings().sites == {"shop": ["https://shop.example"]}
+    assert Settings().web.sites == {"shop": ["https://shop.example"]}
     monkeypatch.setenv("VA_SITES", '{"shop": ["https://shop.example/checkout"]}')
     with pytest.raises(ValidationError, match="is not an origin"):
         Settings()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from voice_assistant.audio.pcm import Samples
+from voice_assistant.config import TurnSettings
 from voice_assistant.turn.detector import EndReason, TurnParams
 from voice_assistant.turn.segmenter import TurnSegmenter
 from voice_assistant.turn.taker import CompletedTurn, TurnTaker
@@ -18,7 +19,8 @@ from voice_assistant.turn.vad import FRAME_SAMPLES
 
 pytestmark = pytest.mark.unit
 
-PARAMS = TurnParams(min_speech_frames=2, pause_frames=3, min_silence_frames=10, max_turn_frames=500)
+# In frames of 32 ms: speech starts after 2, a pause at 3, the turn ends after 10 of silence.
+PARAMS = TurnParams.from_settings(TurnSettings(min_speech_ms=64, pause_ms=96, min_silence_ms=320))
 
 
 class ScriptedVad:
@@ -75,7 +77,8 @@ async def play(taker: TurnTaker, frames: int, *, settle: float = 0.0) -> None:
 
 
 def taker(speech: list[tuple[int, int]], listener: Listener, verdict: Verdict | None = None) -> TurnTaker:
-    return TurnTaker(TurnSegmenter(ScriptedVad(speech), PARAMS, pad_frames=1), listener, end_of_turn=verdict)  # type: ignore[arg-type]
+    segmenter = TurnSegmenter(ScriptedVad(speech), PARAMS, pad_frames=1)  # type: ignore[arg-type]
+    return TurnTaker(segmenter, listener, end_of_turn=verdict, threshold=0.5)
 
 
 async def test_without_a_model_silence_ends_the_turn() -> None:

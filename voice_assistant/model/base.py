@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
+from voice_assistant.config import ModelSettings
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,24 @@ class AudioPart:
 @dataclass(frozen=True)
 class TextPart:
     text: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a reply's tokens are drawn, whichever backend draws them. Temperature 0 is greedy."""
+
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+
+    @classmethod
+    def from_settings(cls, model: ModelSettings) -> Sampling:
+        return cls(max_new_tokens=model.max_new_tokens, temperature=model.temperature, top_p=model.top_p)
+
+    @classmethod
+    def greedy(cls, max_new_tokens: int) -> Sampling:
+        """The most likely tokens: transcripts, warm-up."""
+        return cls(max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0)
 
 
 Part = AudioPart | TextPart

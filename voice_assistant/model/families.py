@@ -15,6 +15,9 @@ from typing import Any
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.errors import ModelError
 
+CLIP_MARKER_TOKENS = 8
+"""A clip's start and end markers and its label around its audio tokens."""
+
 TranscriptionRequest = Callable[[Any, Samples, str], Any]
 """(processor, clip, model name) -> model inputs of the family's own transcription prompt."""
 
@@ -82,7 +85,7 @@ class Family:
         seconds = min(seconds, self.max_clip_seconds)
         if self.audio_pad_seconds:
             seconds = math.ceil(seconds / self.audio_pad_seconds) * self.audio_pad_seconds
-        return math.ceil(seconds * self.audio_tokens_per_second) + 8  # + the clip's markers and label
+        return math.ceil(seconds * self.audio_tokens_per_second) + CLIP_MARKER_TOKENS
 
     def check_installed(self) -> None:
         missing = [name for name in self.modules if importlib.util.find_spec(name) is None]

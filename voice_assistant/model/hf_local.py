@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import io
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 import transformers
 from transformers import (
@@ -27,33 +23,30 @@ from transformers import (
 
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.errors import ModelError
-from voice_assistant.model.base import AudioPart, Message, Part, TextPart
+from voice_assistant.model.base import AudioPart, Message, Sampling, TextPart
 from voice_assistant.model.families import Family, family_of
+from voice_assistant.model.prompt import (
+    TRANSCRIBING,
+    clip_end,
+    transcription_request,
+    wav_base64,
+    with_system_role,
+    within_clip_limit,
+)
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class GenerationOptions:
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.9
-
-    def as_kwargs(self) -> dict[str, Any]:
-        if self.temperature == 0.0:
-            return {"max_new_tokens": self.max_new_tokens, "do_sample": False}
-        return {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": True,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-        }
-
-
-TRANSCRIPT_TOKENS = 200
-"""Enough for a 30 s turn of speech."""
-EARLIER_CLIP = "[an earlier spoken turn]"
-"""Stands for a clip that the family cannot take in the same prompt as a newer one."""
+def generate_kwargs(sampling: Sampling) -> dict[str, Any]:
+    """`generate()`'s arguments for the sampling: greedy at temperature 0 (transformers refuses 0)."""
+    if sampling.temperature == 0.0:
+        return {"max_new_tokens": sampling.max_new_tokens, "do_sample": False}
+    return {
+        "max_new_tokens": sampling.max_new_tokens,
+        "do_sample": True,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+    }
 
 
 class _StopOnEvent(StoppingCriteria):
@@ -78,13 +71,6 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, dtype)  # type: ignore[no-any-return]
-
-
-def _wav_base64(samples: np.ndarray) -> str:
-    """A clip as base64 WAV (float, lossless): how mistral-common's chat takes audio held in memory."""
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, MODEL_RATE, format="WAV", subtype="FLOAT")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _model_class(family: Family, config: Any) -> Any:
@@ -122,14 +108,14 @@ class TransformersAudioLM:
         model: Any,
         family: Family,
         name: str,
-        options: GenerationOptions,
+        sampling: Sampling,
     ) -> None:
         self._processor = processor
         self._model = model
         self.family = family
         self.max_clips = family.max_clips
         self.name = name
-        self._options = options
+        self._sampling = sampling
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -140,7 +126,7 @@ class TransformersAudioLM:
         device: str = "auto",
         dtype: str = "auto",
         trust_remote_code: bool = False,
-        options: GenerationOptions | None = None,
+        sampling: Sampling,
     ) -> TransformersAudioLM:
         """Blocking: call from a thread. `source` is a hub id or a local directory."""
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -161,7 +147,7 @@ class TransformersAudioLM:
             model=model,
             family=family,
             name=source,
-            options=options or GenerationOptions(),
+            sampling=sampling,
         )
 
     def audio_tokens(self, seconds: float) -> int:
@@ -171,18 +157,11 @@ class TransformersAudioLM:
 
     def _chat(self, messages: Sequence[Message]) -> list[dict[str, Any]]:
         chat: list[dict[str, Any]] = []
-        pending_system = ""
-        for message in messages:
-            if message.role == "system" and not self.family.system_prompt:
-                pending_system = message.text
-                continue
+        for message in with_system_role(messages, self.family):
             if message.role != "user":
                 chat.append({"role": message.role, "content": message.text})
                 continue
             content: list[dict[str, Any]] = []
-            if pending_system:
-                content.append({"type": "text", "text": pending_system + "\n\n"})
-                pending_system = ""
             for part in message.parts:
                 if isinstance(part, AudioPart):
                     content.append(self._audio_content(part))
@@ -198,37 +177,17 @@ class TransformersAudioLM:
             return content
         return "".join(placeholder if item["type"] == "audio" else item["text"] for item in content)
 
-    def _within_clip_limit(self, messages: Sequence[Message]) -> list[Message]:
-        """The newest clips, as many as the family takes in one prompt; older ones become a short note, so
-        the conversation keeps its shape (the history window sends their transcripts where it knows them)."""
-        limit = self.family.max_clips
-        if limit is None:
-            return list(messages)
-        heard = 0
-        kept: list[Message] = []
-        for message in reversed(messages):
-            parts: list[Part] = []
-            for part in reversed(message.parts):
-                if isinstance(part, AudioPart):
-                    heard += 1
-                    if heard > limit:
-                        part = TextPart(EARLIER_CLIP)
-                parts.append(part)
-            kept.append(Message(message.role, tuple(reversed(parts))))
-        return kept[::-1]
-
-    def _clip(self, part: AudioPart) -> np.ndarray:
-        """The end of the turn, as much as the family's encoder takes."""
-        return np.asarray(part.samples[-int(self.family.max_clip_seconds * MODEL_RATE) :], dtype=np.float32)
-
     def _audio_content(self, part: AudioPart) -> dict[str, Any]:
         if self.family.audio_in_chat:
-            return {"type": "audio", "base64": _wav_base64(self._clip(part))}
+            return {
+                "type": "audio",
+                "base64": wav_base64(clip_end(part.samples, self.family), subtype="FLOAT"),
+            }
         return {"type": "audio"}
 
     def build_inputs(self, messages: Sequence[Message]) -> Any:
         """Processor tensors: token ids with a placeholder per audio token, and every clip's features."""
-        messages = self._within_clip_limit(messages)
+        messages = within_clip_limit(messages, self.family.max_clips)
         chat = self._chat(messages)
         if self.family.audio_in_chat:
             tokens = self._processor.apply_chat_template(
@@ -238,7 +197,7 @@ class TransformersAudioLM:
         # Some checkpoints (Granite Speech) keep their chat template on the tokenizer only.
         template = self._processor if self._processor.chat_template else self._processor.tokenizer
         text = template.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        clips = [self._clip(part) for message in messages for part in message.audio]
+        clips = [clip_end(part.samples, self.family) for message in messages for part in message.audio]
         kwargs: dict[str, Any] = {"text": text, "return_tensors": "pt"}
         if clips:
             kwargs.update(audio=clips, sampling_rate=MODEL_RATE)
@@ -247,11 +206,10 @@ class TransformersAudioLM:
 
     def _transcription_inputs(self, audio: Samples) -> Any:
         """The family's own transcription request where it has one, else its prompt beside the clip."""
-        part = AudioPart(audio)
-        request = self.family.transcription_request
-        if request is None:
-            return self.build_inputs([Message("user", (part, TextPart(self.family.transcribe_prompt)))])
-        return request(self._processor, self._clip(part), self.name).to(self._model.device)
+        native = self.family.transcription_request
+        if native is None:
+            return self.build_inputs(transcription_request(audio, self.family))
+        return native(self._processor, clip_end(audio, self.family), self.name).to(self._model.device)
 
     # -- generation
 
@@ -302,7 +260,7 @@ class TransformersAudioLM:
     async def stream_reply(
         self, messages: Sequence[Message], *, max_new_tokens: int | None = None
     ) -> AsyncIterator[str]:
-        kwargs = self._options.as_kwargs()
+        kwargs = generate_kwargs(self._sampling)
         if max_new_tokens is not None:
             kwargs["max_new_tokens"] = max_new_tokens
         streamer = AsyncTextIteratorStreamer(
@@ -321,7 +279,7 @@ class TransformersAudioLM:
     async def transcribe(self, audio: Samples) -> str:
         """The same model asked for the words, greedily whatever the reply's sampling, through the family's
         own transcription request where it has one; queued like a reply."""
-        kwargs = {"max_new_tokens": TRANSCRIPT_TOKENS, "do_sample": False}
+        kwargs = generate_kwargs(TRANSCRIBING)
 
         def work(stop: threading.Event) -> tuple[Any, Any]:
             return self._generate(lambda: self._transcription_inputs(audio), kwargs, stop)

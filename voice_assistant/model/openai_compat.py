@@ -2,26 +2,25 @@
 completions) hears the conversation and streams the reply back over HTTP.
 
 This is how one GPU serves many sessions: the server batches the requests of all sessions, so nothing
-here queues. A failed request is retried only before its first text (a retry after it would repeat words
-the user already has), and closing the reply's iterator closes the HTTP stream, which is how the server
-learns to stop generating (vLLM aborts a request whose client went away).
+here queues. A failed request (connection error, 429, 5xx) is retried only before its first text (a retry
+after it would repeat words the user already has); a server that stalls past the first-token timeout is not
+retried either (the user has waited that long already). So a `ModelError` from here is final: the session
+reports it and goes on with the next turn. Closing the reply's iterator closes the HTTP stream, which is how
+the server learns to stop generating (vLLM aborts a request whose client went away).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import logging
 import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import openai
-import soundfile as sf
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import (
     ChatCompletionChunk,
@@ -30,16 +29,15 @@ from openai.types.chat import (
 )
 
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
+from voice_assistant.config import Settings
 from voice_assistant.errors import ModelError
-from voice_assistant.model.base import AudioPart, Message, TextPart
-from voice_assistant.model.families import FAMILIES, Family
+from voice_assistant.model.base import AudioPart, Message, Sampling, TextPart
+from voice_assistant.model.families import CLIP_MARKER_TOKENS, FAMILIES, Family
+from voice_assistant.model.prompt import TRANSCRIBING, transcription_request, wav_base64, with_system_role
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-TRANSCRIPT_TOKENS = 200
-"""Enough for a 30 s turn of speech."""
 
 DEFAULT_AUDIO_TOKENS_PER_SECOND = 25.0
 """For a served model of unknown family: the highest rate of the families we know (Qwen2-Audio).
@@ -49,51 +47,49 @@ SERVED_ONLY_RATES = {"ultravox": 6.25}
 """Prompt tokens per second of audio of families only a server runs (no native transformers class).
 Ultravox: Whisper's encoder gives 50 frames/s and the projector stacks 8 of them (`stack_factor`)."""
 
-CLIP_MARKER_TOKENS = 8
-"""A clip's start and end markers and its label around the audio tokens, as families.py counts them."""
-
-
-@dataclass(frozen=True)
-class Sampling:
-    max_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.9
-
-
-TRANSCRIBING = Sampling(max_tokens=TRANSCRIPT_TOKENS, temperature=0.0, top_p=1.0)
-WARMING_UP = Sampling(max_tokens=1, temperature=0.0, top_p=1.0)
+WARMING_UP = Sampling.greedy(1)
 
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """Whom to ask, how patiently, and what for. Frozen: one value per process."""
+    """Whom to ask, how patiently, and what for. Frozen: one value per process. Its values come from
+    `Settings` (`from_settings`), which holds their defaults."""
 
     base_url: str
     """Up to the version, e.g. http://127.0.0.1:8000/v1 (as `vllm serve` prints it)."""
     model: str
     """The name the server serves the model under (`vllm serve NAME`, or its `--served-model-name`)."""
-    api_key: str | None = None
+    api_key: str | None
     """vLLM's `--api-key`; without one the server takes any key."""
-    connect_timeout_s: float = 3.0
-    first_token_timeout_s: float = 10.0
-    """From sending a request to its first text: a server that stalls this long is treated as failed."""
-    total_timeout_s: float = 60.0
+    connect_timeout_s: float
+    first_token_timeout_s: float
+    """From sending a request to its first text: a server that stalls this long has failed the reply
+    (not retried: the user has waited long enough)."""
+    total_timeout_s: float
     """From sending a request to its last text."""
-    retries: int = 2
+    retries: int
     """Extra attempts after a connection error, 429 or 5xx, before any text arrived."""
-    backoff_s: float = 0.5
-    """The wait before the first retry; it doubles with each further one."""
-    sampling: Sampling = field(default_factory=Sampling)
-    audio_tokens_per_second: float | None = None
+    sampling: Sampling
+    audio_tokens_per_second: float | None
     """Overrides the rate known for the model's family."""
+    backoff_s: float = 0.5
+    """The wait before the first retry; it doubles with each further one (no setting: tests shorten it)."""
 
-
-def wav_base64(samples: Samples) -> str:
-    """A clip as base64 16-bit mono WAV at MODEL_RATE: lossless enough for speech, half the size of float,
-    and what every server's audio loader (librosa, soundfile, ffmpeg) reads."""
-    buffer = io.BytesIO()
-    sf.write(buffer, np.clip(samples, -1.0, 1.0), MODEL_RATE, format="WAV", subtype="PCM_16")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerOptions:
+        """The server of `settings.backend`, serving `served_model` (default: `settings.model.name`)."""
+        backend = settings.backend
+        return cls(
+            base_url=backend.base_url,
+            model=backend.served_model or settings.model.name,
+            api_key=backend.api_key.get_secret_value() if backend.api_key else None,
+            connect_timeout_s=backend.connect_timeout_s,
+            first_token_timeout_s=backend.first_token_timeout_s,
+            total_timeout_s=backend.timeout_s,
+            retries=backend.retries,
+            sampling=Sampling.from_settings(settings.model),
+            audio_tokens_per_second=backend.audio_tokens_per_second,
+        )
 
 
 def _squash(name: str) -> str:
@@ -113,29 +109,17 @@ def _served_only_rate(model: str) -> float:
     return next(known, DEFAULT_AUDIO_TOKENS_PER_SECOND)
 
 
-def _fold_system_prompt(messages: Sequence[Message]) -> list[Message]:
-    """For families without a system role: the system prompt becomes the first user message's opening."""
-    system = "".join(message.text for message in messages if message.role == "system")
-    folded = [message for message in messages if message.role != "system"]
-    first_user = next((i for i, message in enumerate(folded) if message.role == "user"), None)
-    if system and first_user is not None:
-        message = folded[first_user]
-        folded[first_user] = Message("user", (TextPart(system + "\n\n"), *message.parts))
-    return folded
-
-
 def _content_part(part: AudioPart | TextPart) -> ChatCompletionContentPartParam:
     if isinstance(part, AudioPart):
-        return {"type": "input_audio", "input_audio": {"data": wav_base64(part.samples), "format": "wav"}}
+        audio = wav_base64(part.samples, subtype="PCM_16")
+        return {"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}}
     return {"type": "text", "text": part.text}
 
 
-def chat_messages(
-    messages: Sequence[Message], *, system_role: bool = True
-) -> list[ChatCompletionMessageParam]:
+def chat_messages(messages: Sequence[Message], family: Family | None) -> list[ChatCompletionMessageParam]:
     """Our messages as chat completion messages: user turns as parts (audio and text), the rest as text."""
     chat: list[ChatCompletionMessageParam] = []
-    for message in messages if system_role else _fold_system_prompt(messages):
+    for message in with_system_role(messages, family):
         if message.role == "user":
             chat.append({"role": "user", "content": [_content_part(part) for part in message.parts]})
         elif message.role == "assistant":
@@ -203,8 +187,7 @@ class OpenAICompatAudioLM:
 
     async def transcribe(self, audio: Samples) -> str:
         """The same server asked for the words (the family's prompt), greedily."""
-        prompt = self.family.transcribe_prompt if self.family else Family.transcribe_prompt  # the default
-        request = [Message("user", (AudioPart(audio), TextPart(prompt)))]
+        request = transcription_request(audio, self.family)
         return "".join([piece async for piece in self._stream(request, TRANSCRIBING)]).strip()
 
     async def warm_up(self) -> None:
@@ -228,7 +211,7 @@ class OpenAICompatAudioLM:
 
     async def _stream(self, messages: Sequence[Message], sampling: Sampling) -> AsyncIterator[str]:
         deadline = asyncio.get_running_loop().time() + self._options.total_timeout_s
-        chat = chat_messages(messages, system_role=self.family is None or self.family.system_prompt)
+        chat = chat_messages(messages, self.family)
         stream, text = await self._with_retries(lambda: self._first_text(chat, sampling))
         try:
             while text is not None:
@@ -250,7 +233,7 @@ class OpenAICompatAudioLM:
                     model=self._options.model,
                     messages=chat,
                     stream=True,
-                    max_tokens=sampling.max_tokens,
+                    max_tokens=sampling.max_new_tokens,
                     temperature=sampling.temperature,
                     top_p=sampling.top_p,
                 )
@@ -260,7 +243,7 @@ class OpenAICompatAudioLM:
                     await stream.close()
                     raise
         except TimeoutError:
-            raise ModelError(f"{self._where} sent no text within {timeout:g} s", retryable=True) from None
+            raise ModelError(f"{self._where} sent no text within {timeout:g} s") from None
 
     async def _next_text_by(self, stream: AsyncStream[ChatCompletionChunk], deadline: float) -> str | None:
         # The timeout wraps the read, never the generator's yield: it must not cancel the consumer's code.
@@ -269,8 +252,7 @@ class OpenAICompatAudioLM:
                 return await _next_text(stream)
         except TimeoutError:
             raise ModelError(
-                f"{self._where} did not finish the reply within {self._options.total_timeout_s:g} s",
-                retryable=True,
+                f"{self._where} did not finish the reply within {self._options.total_timeout_s:g} s"
             ) from None
 
     async def _served_models(self) -> list[str]:
@@ -303,4 +285,4 @@ class OpenAICompatAudioLM:
             message = f"{self._where} is unreachable ({exc.__cause__ or exc.message}; {attempts})"
         else:
             message = f"{self._where} failed: {exc.message}"
-        return ModelError(message, retryable=_retryable(exc))
+        return ModelError(message)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from voice_assistant.audio.pcm import Samples
+from voice_assistant.config import TurnSettings
 from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.events import ErrorRaised, Event, Publish
 from voice_assistant.history.store import HistoryStore
@@ -22,7 +23,6 @@ from voice_assistant.session.sink import AudioSink
 from voice_assistant.session.speech import Voice
 from voice_assistant.session.window import WindowPolicy
 from voice_assistant.tts.base import Synthesizer
-from voice_assistant.turn.detector import TurnParams
 from voice_assistant.turn.segmenter import TurnSegmenter
 from voice_assistant.turn.semantic import EndOfTurnModel
 from voice_assistant.turn.taker import TurnTaker
@@ -38,13 +38,11 @@ class TurnTaking:
     """How every stream is cut into turns."""
 
     vad: SileroModel
-    params: TurnParams
-    pad_frames: int
+    settings: TurnSettings
     end_of_turn: EndOfTurnModel | None
-    end_of_turn_threshold: float
 
     def segmenter(self) -> TurnSegmenter:
-        return TurnSegmenter(self.vad.stream(), self.params, pad_frames=self.pad_frames)
+        return TurnSegmenter.from_settings(self.vad.stream(), self.settings)
 
 
 @dataclass(frozen=True)
@@ -137,6 +135,6 @@ class Pipelines:
             turn_taking.segmenter(),
             conversation,
             end_of_turn=turn_taking.end_of_turn,
-            threshold=turn_taking.end_of_turn_threshold,
+            threshold=turn_taking.settings.end_of_turn_threshold,
         )
         return SessionPipeline(conversation, turns)

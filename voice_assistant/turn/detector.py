@@ -6,41 +6,39 @@ import enum
 import math
 from dataclasses import dataclass
 
+from voice_assistant.config import TurnSettings
 from voice_assistant.turn.vad import FRAME_SECONDS
+
+
+def frames(ms: float) -> int:
+    """The whole frames that `ms` milliseconds take, rounded up (at least one)."""
+    return max(1, math.ceil(ms / 1000 / FRAME_SECONDS - 1e-9))
 
 
 @dataclass(frozen=True)
 class TurnParams:
-    threshold: float = 0.5
-    neg_threshold: float = 0.35
-    min_speech_frames: int = 3
-    pause_frames: int = 6
+    """The turn settings in frames. No defaults here: `TurnSettings` holds them (`from_settings`)."""
+
+    threshold: float
+    neg_threshold: float
+    min_speech_frames: int
+    pause_frames: int
     """Silence after which the user has paused: the end-of-turn model is asked, a reply may start."""
-    min_silence_frames: int = 22
+    min_silence_frames: int
     """Silence that ends the turn whatever the end-of-turn model says."""
-    max_turn_frames: int = 938
+    max_turn_frames: int
 
     @classmethod
-    def from_ms(
-        cls,
-        *,
-        threshold: float,
-        neg_threshold: float,
-        min_speech_ms: float,
-        pause_ms: float,
-        min_silence_ms: float,
-        max_turn_seconds: float,
-    ) -> TurnParams:
-        def frames(ms: float) -> int:
-            return max(1, math.ceil(ms / 1000 / FRAME_SECONDS - 1e-9))
-
+    def from_settings(cls, turns: TurnSettings) -> TurnParams:
+        """Milliseconds rounded up to whole frames; a pause never longer than the silence that ends the
+        turn, a silence threshold never above the speech one."""
         return cls(
-            threshold=threshold,
-            neg_threshold=min(neg_threshold, threshold),
-            min_speech_frames=frames(min_speech_ms),
-            pause_frames=min(frames(pause_ms), frames(min_silence_ms)),
-            min_silence_frames=frames(min_silence_ms),
-            max_turn_frames=frames(max_turn_seconds * 1000),
+            threshold=turns.vad_threshold,
+            neg_threshold=min(turns.vad_neg_threshold, turns.vad_threshold),
+            min_speech_frames=frames(turns.min_speech_ms),
+            pause_frames=min(frames(turns.pause_ms), frames(turns.min_silence_ms)),
+            min_silence_frames=frames(turns.min_silence_ms),
+            max_turn_frames=frames(turns.max_turn_seconds * 1000),
         )
 
 

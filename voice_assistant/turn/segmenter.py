@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from voice_assistant.audio.pcm import Samples
+from voice_assistant.config import TurnSettings
 from voice_assistant.turn.detector import (
     EndReason,
     SpeechEnded,
@@ -17,7 +18,7 @@ from voice_assistant.turn.detector import (
     TurnDetector,
     TurnParams,
 )
-from voice_assistant.turn.vad import FRAME_SAMPLES, SileroStream
+from voice_assistant.turn.vad import FRAME_SAMPLES, FRAME_SECONDS, SileroStream
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,13 @@ class TurnSegmenter:
         self._next_frame = 0
         self._turn_start: int | None = None
         self._keep_quiet = pad_frames + params.min_speech_frames
+
+    @classmethod
+    def from_settings(cls, vad: SileroStream, turns: TurnSettings) -> TurnSegmenter:
+        """The segmenter that `turns` describes: its durations in frames, `speech_pad_ms` to the nearest."""
+        return cls(
+            vad, TurnParams.from_settings(turns), pad_frames=round(turns.speech_pad_ms / 1000 / FRAME_SECONDS)
+        )
 
     @property
     def samples_seen(self) -> int:

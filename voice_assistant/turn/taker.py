@@ -53,7 +53,7 @@ class TurnTaker:
         listener: TurnListener,
         *,
         end_of_turn: EndOfTurnModel | None = None,
-        threshold: float = 0.5,
+        threshold: float,
         clock: Clock = utc_now,
     ) -> None:
         self._segmenter = segmenter

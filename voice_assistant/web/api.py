@@ -20,7 +20,7 @@ def api_router(assistant: Assistant) -> APIRouter:
     store = assistant.store
 
     def require_admin(authorization: str | None) -> None:
-        token = assistant.settings.admin_token
+        token = assistant.settings.web.admin_token
         if token is None:
             raise ApiError(403, "the admin API is disabled: set VA_ADMIN_TOKEN")
         scheme, _, given = (authorization or "").partition(" ")
@@ -87,7 +87,7 @@ def api_router(assistant: Assistant) -> APIRouter:
                 {"ready": False, "status": f"store unreachable: {type(exc).__name__}"}, status_code=503
             )
         return JSONResponse(
-            {"ready": True, "model": assistant.settings.model, "ready_after_s": assistant.ready_after_s}
+            {"ready": True, "model": assistant.settings.model.name, "ready_after_s": assistant.ready_after_s}
         )
 
     @router.get("/metrics")

@@ -39,11 +39,15 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
             metrics=assistant.metrics,
             bound_session=bindings.take,
             ui=lambda: UiTranscript(assistant.store),
-            speak=settings.webrtc_speech,
+            speak=settings.speech.webrtc,
         )
     )
     stream = Stream(
-        handler, modality="audio", mode="send-receive", concurrency_limit=settings.max_sessions, verbose=False
+        handler,
+        modality="audio",
+        mode="send-receive",
+        concurrency_limit=settings.web.max_sessions,
+        verbose=False,
     )
     blocks = build_ui(handler, settings)
     stream.ui = blocks
@@ -65,7 +69,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.state.assistant = assistant
     app.state.stream = stream
     install_error_handlers(app)
-    app.add_middleware(SiteGate, sites=Sites(settings.sites), public_url=settings.public_url)
+    app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
     app.include_router(offer_router(assistant, stream, ConnectionLimits(settings, live=stream.pcs), bindings))
     app.include_router(api_router(assistant))
     app.include_router(telephone_router(assistant))

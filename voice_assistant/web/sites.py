@@ -115,9 +115,9 @@ class ConnectionLimits:
 
     def __init__(self, settings: Settings, *, live: Container[str]) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._per_address = RateLimitItemPerMinute(settings.offers_per_minute_per_address)
-        self._per_key = RateLimitItemPerMinute(settings.offers_per_minute_per_key)
-        self._max_open = settings.max_connections_per_key
+        self._per_address = RateLimitItemPerMinute(settings.web.offers_per_minute_per_address)
+        self._per_key = RateLimitItemPerMinute(settings.web.offers_per_minute_per_key)
+        self._max_open = settings.web.max_connections_per_key
         self._live = live
         """Connection ids that are open now (fastrtc's own table, so a closed one leaves by itself)."""
         self._held: dict[str, set[str]] = {}

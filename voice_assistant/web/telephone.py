@@ -37,11 +37,11 @@ def telephone_router(assistant: Assistant) -> APIRouter:
 
     def public(request: Request) -> str:
         """Where the world reaches this server: VA_PUBLIC_URL behind a proxy, else the request's own."""
-        return (settings.public_url or str(request.base_url)).rstrip("/")
+        return (settings.web.public_url or str(request.base_url)).rstrip("/")
 
     async def verified_form(request: Request) -> dict[str, str]:
         form = {key: str(value) for key, value in (await request.form()).items()}
-        token = settings.twilio_auth_token
+        token = settings.phone.twilio_auth_token
         if token is not None:
             url = public(request) + request.url.path + (f"?{request.url.query}" if request.url.query else "")
             signature = request.headers.get("X-Twilio-Signature", "")
@@ -54,10 +54,10 @@ def telephone_router(assistant: Assistant) -> APIRouter:
         form = await verified_form(request)
         if not assistant.ready.is_set() or not assistant.pipelines.can_speak:
             return _refusal(UNAVAILABLE)
-        if assistant.metrics.live_calls.value >= settings.max_calls:
+        if assistant.metrics.live_calls.value >= settings.phone.max_calls:
             return _refusal(BUSY)
         caller = form.get("From", "")
-        if settings.phone_sessions == "per-caller" and caller:
+        if settings.phone.sessions == "per-caller" and caller:
             session_id = await assistant.store.caller_session(
                 await assistant.store.caller_hash(caller), now=utc_now()
             )
@@ -76,7 +76,7 @@ def telephone_router(assistant: Assistant) -> APIRouter:
         return _twiml(response)
 
     async def spend_token(token: str) -> str | None:
-        ttl = timedelta(seconds=settings.call_token_ttl_s)
+        ttl = timedelta(seconds=settings.phone.call_token_ttl_s)
         return await assistant.store.spend_call_token(token, now=utc_now(), ttl=ttl)
 
     @router.websocket(STREAM_PATH)
@@ -86,7 +86,7 @@ def telephone_router(assistant: Assistant) -> APIRouter:
             pipelines=assistant.pipelines,
             metrics=assistant.metrics,
             spend_token=spend_token,
-            greeting=settings.phone_greeting,
+            greeting=settings.phone.greeting,
         )
         with contextlib.suppress(WebSocketDisconnect):
             await call.run()

@@ -43,7 +43,7 @@ def build_ui(handler: VoiceHandler, settings: Settings) -> gr.Blocks:
             handler,
             inputs=[microphone, session_box],
             outputs=[microphone],
-            concurrency_limit=settings.max_sessions,
+            concurrency_limit=settings.web.max_sessions,
         )
 
         def show(_box: str, _chat: Any, session_id: str, messages: list[dict[str, str]]) -> tuple[str, Any]:
@@ -53,7 +53,7 @@ def build_ui(handler: VoiceHandler, settings: Settings) -> gr.Blocks:
             show,
             inputs=[session_box, chat],
             outputs=[session_box, chat],
-            concurrency_limit=settings.max_sessions,
+            concurrency_limit=settings.web.max_sessions,
             show_progress="hidden",
         )
         new_session.click(lambda: ("", []), outputs=[session_box, chat])

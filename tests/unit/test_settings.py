@@ -1,0 +1,63 @@
+"""Settings grouped by concern, read through the flat `VA_*` names that deployments already use."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from voice_assistant.config import FLAT_NAMES, Settings, TurnSettings
+
+pytestmark = pytest.mark.unit
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_flat_environment_names_reach_their_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VA_MIN_SILENCE_MS", "500")
+    monkeypatch.setenv("VA_MODEL", "tiny")
+    monkeypatch.setenv("va_max_calls", "3")  # case-insensitive, as pydantic-settings reads them
+    monkeypatch.setenv("VA_OPENAI_BASE_URL", "http://gpu:8000/v1")
+    monkeypatch.setenv("VA_WEBRTC_SPEECH", "true")
+    monkeypatch.setenv("VA_SITES", '{"shop": ["https://shop.example"]}')
+    monkeypatch.setenv("VA_NOT_A_SETTING", "ignored")
+
+    settings = Settings()
+    assert settings.turns.min_silence_ms == 500
+    assert settings.model.name == "tiny"
+    assert settings.phone.max_calls == 3
+    assert settings.backend.base_url == "http://gpu:8000/v1"
+    assert settings.speech.webrtc is True
+    assert settings.web.sites == {"shop": ["https://shop.example"]}
+
+
+def test_a_flat_keyword_overrides_its_field_and_leaves_the_group_to_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What `voice-assistant serve --backend openai --min-silence-ms 400` does beside VA_* variables."""
+    monkeypatch.setenv("VA_OPENAI_BASE_URL", "http://gpu:8000/v1")
+    monkeypatch.setenv("VA_MIN_SILENCE_MS", "900")
+    monkeypatch.setenv("VA_PAUSE_MS", "300")
+
+    settings = Settings(backend="openai", min_silence_ms=400, model="tiny", no_such_setting=1)
+    assert (settings.backend.kind, settings.backend.base_url) == ("openai", "http://gpu:8000/v1")
+    assert (settings.turns.min_silence_ms, settings.turns.pause_ms) == (400, 300)
+    assert settings.model.name == "tiny"
+
+
+def test_a_group_given_whole_is_taken_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VA_PAUSE_MS", "300")
+    assert Settings(turns=TurnSettings(min_silence_ms=400)).turns == TurnSettings(min_silence_ms=400)
+    assert Settings(turns={"min_silence_ms": 400}).turns.pause_ms == 300  # a dict is merged
+
+
+def test_limits_are_checked_where_the_flat_name_lands() -> None:
+    with pytest.raises(ValidationError, match=r"backend\.retries"):
+        Settings(openai_retries=-1)
+
+
+def test_every_setting_is_in_the_readme_by_its_flat_name() -> None:
+    documented = set(re.findall(r"VA_[A-Z0-9_]+", README.read_text()))
+    assert {f"VA_{name.upper()}" for name in FLAT_NAMES} <= documented
