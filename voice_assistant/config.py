@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from voice_assistant.ice_addresses import IceAddresses
+
 DEFAULT_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful voice assistant. You hear the user speak. Answer briefly, in plain spoken sentences."
@@ -152,6 +154,11 @@ class Settings(BaseSettings):
     max_sessions: int = Field(64, ge=1, description="Concurrent WebRTC connections.")
     warmup: bool = Field(True, description="Run the VAD and the model once before /readyz turns true.")
     admin_token: SecretStr | None = None
+    ice_addresses: IceAddresses = Field(
+        (),
+        description="WebRTC host candidates: LOCAL[=ANNOUNCED],... e.g. 127.0.0.1, or 10.0.0.5=203.0.113.7 "
+        "behind a 1:1 NAT; default: every interface but loopback.",
+    )
 
     # -- the embeddable widget: which sites may use this server from their pages (see web/sites.py)
     sites: dict[str, list[str]] = Field(
