@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks.dataset import Recording, load_dataset, read_audio, voice_kind
 from benchmarks.report import RESULTS, format_table, machine, now, seconds, write_json
 from benchmarks.scoring import Summary, TurnScore, reply_delays, score_turns, summarize
-from benchmarks.server import ServerProcess
+from benchmarks.server import ServerProcess, keep_webrtc_on_loopback
 from benchmarks.speech import RATE, Utterance
 from voice_assistant.client import VoiceClient
 
@@ -287,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--output", type=Path, default=RESULTS / "endpointing.json")
     args = parser.parse_args(argv)
+    keep_webrtc_on_loopback()
     began = time.monotonic()
     folder, recordings = load_dataset(CACHE, quick=args.quick)
     variants = [parse_variant(v) for v in args.variant] or [(args.label, parse_env(args.env))]

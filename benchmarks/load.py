@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 
 from benchmarks.report import RESULTS, format_table, machine, now, seconds, write_json
-from benchmarks.server import ServerProcess, process_cpu_seconds
+from benchmarks.server import ServerProcess, keep_webrtc_on_loopback, process_cpu_seconds
 from benchmarks.speech import RATE, Utterance
 from voice_assistant.client import VoiceClient
 
@@ -136,6 +136,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sessions", default="10,25,50", help="comma-separated session counts")
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args(argv)
+    keep_webrtc_on_loopback()
 
     levels = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,7 +6,8 @@ is measured. Only its VAD model is swapped, because the one fastrtc 0.0.34 bundl
 hub and does not run the silero-vad 6 model; the wrapper below runs the same Silero model that our
 server runs, so the peer gets its best chance. When ReplyOnPause decides that a turn ended (it calls
 the reply function), the client gets `{"type": "turn_ended", "data": {"turn": n}}` on its data channel
-at once, the event that our server sends, and no reply audio follows.
+at once, the event that our server sends, and no reply audio follows. Its host candidates follow
+`VA_ICE_ADDRESSES` as ours do (the same network path: loopback under `ServerProcess`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from fastrtc import (
 from fastrtc.utils import AudioChunk
 from numpy.typing import NDArray
 from silero_vad import get_speech_timestamps, load_silero_vad
+
+from voice_assistant.config import Settings
+from voice_assistant.transport.ice import gather_host_candidates_on
 
 VAD_RATE = 16_000
 
@@ -143,6 +147,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--concurrency-limit", type=int, default=8)
     args = parser.parse_args()
+    gather_host_candidates_on(Settings().web.ice_addresses)
     app = create_app(concurrency_limit=args.concurrency_limit)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 

@@ -1,4 +1,4 @@
-"""A real server process on a free port, for end-to-end tests and benchmarks."""
+"""A real server process on a free port, for end-to-end tests and benchmarks; their WebRTC on loopback."""
 
 from __future__ import annotations
 
@@ -11,6 +11,18 @@ import time
 from pathlib import Path
 
 import httpx
+
+from voice_assistant.ice_addresses import parse_ice_addresses
+from voice_assistant.transport.ice import gather_host_candidates_on
+
+LOOPBACK = "127.0.0.1"
+"""The servers' `VA_ICE_ADDRESSES` and this process's: test and benchmark media never leave the machine."""
+
+
+def keep_webrtc_on_loopback() -> None:
+    """This process's aiortc peers (`VoiceClient`) gather host candidates on loopback only, as the
+    servers started here do (aioice would leave 127.0.0.1 out and use the network's address)."""
+    gather_host_candidates_on(parse_ice_addresses(LOOPBACK))
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -27,7 +39,8 @@ def free_port() -> int:
 
 class ServerProcess:
     """`voice-assistant serve --model tiny` by default; `command` runs another server (a peer), which is
-    given `--port` and must answer `GET /readyz` with 200 once it can take connections."""
+    given `--port` and must answer `GET /readyz` with 200 once it can take connections. Both get
+    `VA_ICE_ADDRESSES=127.0.0.1` unless `env` says otherwise."""
 
     def __init__(
         self,
@@ -58,7 +71,7 @@ class ServerProcess:
             self.command(),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "VA_ICE_ADDRESSES": LOOPBACK, **self.env},
         )
         deadline = started + timeout
         while time.monotonic() < deadline:

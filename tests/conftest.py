@@ -14,6 +14,15 @@ from voice_assistant.turn.vad import SileroModel
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def webrtc_on_loopback() -> None:
+    """The peers this process makes (VoiceClient, test offers) gather on 127.0.0.1, as the servers that
+    ServerProcess starts do: test media never leaves the machine."""
+    from benchmarks.server import keep_webrtc_on_loopback
+
+    keep_webrtc_on_loopback()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from voice_assistant.model.tiny import build_tiny_model

@@ -1,8 +1,11 @@
-"""A Python client of the voice assistant over WebRTC (aiortc), speaking like a browser would.
+"""`VoiceClient`: a Python client of the voice assistant over WebRTC (aiortc), speaking as a browser does.
 
-Its microphone track sends 20 ms frames paced by the wall clock: queued audio, silence otherwise.
-Every data-channel message is kept with the time it arrived, and the moment each queued clip was
-"spoken" is known, so tests and benchmarks measure from the true end of speech to an event.
+It follows the client contract (README, "The client contract"): an offer to `/webrtc/offer`, a data
+channel for the events, and a microphone track that sends 20 ms frames paced by the wall clock: the
+audio queued with `microphone.play()`, silence otherwise (after its speech the server hears a pause).
+Every event is kept with the wall time it arrived, and each queued clip tells when its last sample was
+"spoken": tests and benchmarks measure from the true end of speech to an event. README, "Python client",
+has an example.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ FRAME = 960  # 20 ms
 
 
 class MicrophoneTrack(MediaStreamTrack):
+    """The client's microphone: 48 kHz mono frames of queued speech, or of silence, in real time."""
+
     kind = "audio"
 
     def __init__(self) -> None:
@@ -39,8 +44,8 @@ class MicrophoneTrack(MediaStreamTrack):
         self._marks: list[tuple[int, asyncio.Future[float]]] = []
 
     def play(self, samples_16k: np.ndarray) -> asyncio.Future[float]:
-        """Queue float32 16 kHz audio behind what is still playing; the future is the wall time at
-        which its last sample goes out."""
+        """Queue mono float32 16 kHz audio (-1..1) behind what is still playing; the future is the wall
+        time (`time.time()`) at which its last sample goes out."""
         upsampled = soxr.resample(samples_16k.astype(np.float32), 16_000, RATE)
         self._queue = np.concatenate([self._queue, (np.clip(upsampled, -1, 1) * 32767).astype(np.int16)])
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -49,6 +54,7 @@ class MicrophoneTrack(MediaStreamTrack):
 
     @property
     def queued_seconds(self) -> float:
+        """Audio queued and not sent yet."""
         return len(self._queue) / RATE
 
     @property
@@ -80,20 +86,27 @@ class MicrophoneTrack(MediaStreamTrack):
 
 @dataclass
 class Received:
+    """One data-channel message: `{"type": ..., "data": {...}}`, and the wall time it arrived."""
+
     at: float
     message: dict[str, Any]
 
 
 @dataclass
 class VoiceClient:
+    """One WebRTC connection to the server at `base_url` (`http://host:port`): `connect()`, speak with
+    `microphone.play()`, read `events()` or await `wait_for()`, `close()`. One per connection."""
+
     base_url: str
     session_id: str | None = None
+    """The session to resume; set from the server's answer once connected (a new one when None)."""
     timeout: float = 20.0
     """For the offer and the data channel to open."""
     webrtc_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     headers: dict[str, str] = field(default_factory=dict)
     """Sent with the offer: e.g. `Origin` and `X-Site-Key`, as a page embedding the widget sends them."""
     messages: list[Received] = field(default_factory=list)
+    """Every message received, in order: the contract's events and fastrtc's own."""
 
     def __post_init__(self) -> None:
         self.pc = RTCPeerConnection()
@@ -119,7 +132,8 @@ class VoiceClient:
                 self._new_message.set()
 
     async def connect(self) -> dict[str, Any]:
-        """Offer, answer, and wait for the data channel: the events flow once this returns."""
+        """Offer, answer, and wait for the data channel: the events flow once this returns. Returns the
+        answer; a refused offer raises `ConnectionRefusedError` with the status and the server's error."""
         self.pc.addTrack(self.microphone)
         channel = self.pc.createDataChannel("text")
         opened = asyncio.get_running_loop().create_future()
@@ -158,6 +172,7 @@ class VoiceClient:
         return answer
 
     def events(self, kind: str | None = None) -> list[Received]:
+        """The contract's events received so far (of one `kind`, e.g. "reply_done"), fastrtc's left out."""
         contract = {"turn_started", "turn_ended", "reply_delta", "reply_done", "transcript", "error"}
         return [
             m
@@ -177,6 +192,7 @@ class VoiceClient:
             await self._new_message.wait()
 
     async def close(self) -> None:
+        """Hang up; the session stays on the server (resume it with `session_id`)."""
         await self.pc.close()
         if self._listening is not None:
             self._listening.cancel()

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voice_assistant.flat_settings import FlatEnvironment, FlatKeywords, flat_names
+from voice_assistant.ice_addresses import IceAddresses
 
 DEFAULT_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"
 DEFAULT_SYSTEM_PROMPT = (
@@ -276,6 +277,11 @@ class WebSettings(_Group):
         default=True, description="Run the VAD and the model once before /readyz turns true."
     )
     admin_token: SecretStr | None = None
+    ice_addresses: IceAddresses = Field(
+        default=(),
+        description="WebRTC host candidates: LOCAL[=ANNOUNCED],... e.g. 127.0.0.1, or 10.0.0.5=203.0.113.7 "
+        "behind a 1:1 NAT; default: every interface but loopback.",
+    )
     sites: dict[str, list[str]] = Field(
         default_factory=dict,
         description='Site key -> origins whose pages may use it, e.g. {"shop": ["https://shop.example"]}.',

@@ -27,6 +27,8 @@ def chromium(microphone_wav: Path) -> webdriver.Chrome:
         "--window-size=1280,900",
         "--autoplay-policy=no-user-gesture-required",
         "--use-fake-ui-for-media-stream",
+        # The servers under test announce 127.0.0.1 only (VA_ICE_ADDRESSES), which Chromium skips unless told.
+        "--allow-loopback-in-peer-connection",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={microphone_wav}",
     ):

@@ -13,6 +13,7 @@ from fastrtc import Stream
 
 from voice_assistant.assistant import Assistant
 from voice_assistant.config import Settings
+from voice_assistant.transport.ice import gather_host_candidates_on
 from voice_assistant.transport.jitter import release_audio_in_order
 from voice_assistant.transport.webrtc import Connections, VoiceHandler
 from voice_assistant.web.api import api_router
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings, *, assistant: Assistant | None = None) -> FastAPI:
     assistant = assistant or Assistant(settings)
     release_audio_in_order()
+    gather_host_candidates_on(settings.web.ice_addresses)
     redact_access_log()
     bindings = Bindings()
     handler = VoiceHandler(
