@@ -240,7 +240,9 @@ class HistoryStore:
         flac = encode_flac(turn.audio, MODEL_RATE)
 
         def work(s: Session) -> int:
-            if s.get(SessionRow, session_id) is None:
+            # The session's row locked (PostgreSQL; SQLite has one writer anyway): writers to one session take
+            # the next index in turn instead of colliding on it and retrying.
+            if s.get(SessionRow, session_id, with_for_update=True) is None:
                 raise UnknownSession(session_id)
             index = s.scalar(
                 select(func.coalesce(func.max(TurnRow.index) + 1, 0)).where(TurnRow.session_id == session_id)
