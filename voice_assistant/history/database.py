@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from voice_assistant.history.tables import Base
+from voice_assistant.history import migrate
 
 T = TypeVar("T")
 
@@ -36,11 +36,14 @@ def make_engine(url: str) -> Engine:
 
 
 class Database:
-    """Async facade over a synchronous SQLAlchemy engine: each call runs in a worker thread."""
+    """Async facade over a synchronous SQLAlchemy engine: each call runs in a worker thread.
+
+    Opening one brings the schema to the head revision first (see `migrate.upgrade`), so a server started on
+    an older database upgrades it, and one started beside others on the same PostgreSQL waits its turn."""
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        migrate.upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     async def _run(self, fn: Callable[[Session], T]) -> T:

@@ -26,6 +26,9 @@ class TurnRecord:
     audio_seconds: float
     transcript: str | None
     reply_text: str | None
+    """The reply as generated and delivered."""
+    heard_text: str | None
+    """What the user heard of it when it was spoken; None when it was not."""
     interrupted: bool
     error: str | None
     speech_start: datetime
@@ -43,6 +46,7 @@ class TurnRecord:
             audio_seconds=row.audio_seconds,
             transcript=row.transcript,
             reply_text=row.reply_text,
+            heard_text=row.heard_text,
             interrupted=row.interrupted,
             error=row.error,
             speech_start=row.speech_start,
@@ -60,6 +64,7 @@ class TurnRecord:
             "audio_seconds": round(self.audio_seconds, 3),
             "transcript": self.transcript,
             "reply_text": self.reply_text,
+            "heard_text": self.heard_text,
             "interrupted": self.interrupted,
             "error": self.error,
             "speech_start": _iso(self.speech_start),
@@ -101,6 +106,8 @@ class PastTurn:
     audio_seconds: float
     transcript: str | None
     reply_text: str | None
+    """What the conversation keeps of the reply: the text the user heard when it was spoken (so the model
+    hears what the user heard, a reply cut short by barge-in included), else the text delivered."""
 
 
 @dataclass(frozen=True)
@@ -115,8 +122,11 @@ class NewTurn:
 @dataclass(frozen=True)
 class ReplyOutcome:
     text: str
+    """Generated and delivered (what `reply_done` carries)."""
     interrupted: bool
     error: str | None
     first_delta_at: datetime | None
     reply_done_at: datetime
     timings: dict[str, float]
+    heard: str | None = None
+    """What the user heard of it when it was spoken (up to the cut when interrupted); None when not spoken."""

@@ -29,7 +29,8 @@ __all__ = ["HistoryStore", "NewTurn", "PastTurn", "ReplyOutcome", "SessionRecord
 
 
 class HistoryStore(CallerDirectory):
-    """Sessions and their turns (and, from CallerDirectory, the phone callers)."""
+    """Sessions and their turns (and, from CallerDirectory, the phone callers); opening one upgrades the
+    database's schema to this release's head."""
 
     # -- sessions
 
@@ -135,6 +136,7 @@ class HistoryStore(CallerDirectory):
                 .where(TurnRow.session_id == session_id, TurnRow.index == index)
                 .values(
                     reply_text=outcome.text,
+                    heard_text=outcome.heard,
                     interrupted=outcome.interrupted,
                     error=outcome.error,
                     first_delta_at=outcome.first_delta_at,
@@ -156,7 +158,9 @@ class HistoryStore(CallerDirectory):
         await self._run(work)
 
     async def cut_reply(self, session_id: str, index: int, heard: str) -> None:
-        """A spoken reply was cut off: what the user heard of it is what the conversation keeps."""
+        """A spoken reply was cut off: what the user heard of it is what the conversation keeps.
+
+        Superseded by `ReplyOutcome.heard` (one write with both texts); kept until its last caller goes."""
 
         def work(s: Session) -> None:
             s.execute(
@@ -168,7 +172,10 @@ class HistoryStore(CallerDirectory):
         await self._run(work)
 
     async def recent_turns(self, session_id: str, *, limit: int, audio_for_last: int) -> list[PastTurn]:
-        """The latest `limit` turns, oldest first, with decoded audio for the newest `audio_for_last`."""
+        """The latest `limit` turns, oldest first, with decoded audio for the newest `audio_for_last`.
+
+        Each one's `reply_text` is what the conversation keeps of the reply: the heard text where the reply
+        was spoken, else the text delivered."""
 
         def work(s: Session) -> list[PastTurn]:
             rows: Sequence[TurnRow] = s.scalars(
@@ -191,7 +198,7 @@ class HistoryStore(CallerDirectory):
                     audio=decode(blobs[row.id])[0] if row.id in blobs else None,
                     audio_seconds=row.audio_seconds,
                     transcript=row.transcript,
-                    reply_text=row.reply_text,
+                    reply_text=row.reply_text if row.heard_text is None else row.heard_text,
                 )
                 for row in reversed(rows)
             ]
