@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import MetaData
 
+from voice_assistant.history.database import make_engine
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.turn.vad import SileroModel
 
@@ -52,19 +54,32 @@ def postgres_url() -> str | None:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HistoryStore]:
-    if request.param == "sqlite":
-        history = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
-    else:
-        url = postgres_url()
-        if url is None:
-            pytest.skip("no PostgreSQL here (set VA_TEST_POSTGRES_URL)")
-        history = HistoryStore(url)
-        from voice_assistant.history.tables import Base
+def empty_postgres(url: str) -> None:
+    """Drop every table, alembic_version included, so that the next store starts from an empty database."""
+    engine = make_engine(url)
+    try:
+        tables = MetaData()
+        tables.reflect(engine)
+        tables.drop_all(engine)
+    finally:
+        engine.dispose()
 
-        Base.metadata.drop_all(history.engine)
-        Base.metadata.create_all(history.engine)
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind the store runs on."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.db'}"
+    url = postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL here (set VA_TEST_POSTGRES_URL)")
+    empty_postgres(url)
+    return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[HistoryStore]:
+    history = HistoryStore(database_url)
     yield history
     history.close()
 

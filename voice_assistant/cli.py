@@ -1,4 +1,4 @@
-"""`voice-assistant`: serve, make-tiny-model."""
+"""`voice-assistant`: serve, db, models, make-tiny-model."""
 
 from __future__ import annotations
 
@@ -10,30 +10,46 @@ from typing import Any
 
 from voice_assistant.config import ModelSettings, Settings
 
+SERVE_FLAGS = ("model", "backend", "openai_base_url", "host", "port", "device", "min_silence_ms")
+STORAGE_FLAGS = ("database_url", "data_dir")
+
+
+def _settings(args: argparse.Namespace, flags: tuple[str, ...]) -> Settings:
+    """The environment's settings with the flags given on the command line on top."""
+    overrides: dict[str, Any] = {
+        flag: getattr(args, flag) for flag in flags if getattr(args, flag) is not None
+    }
+    return Settings(**overrides)
+
 
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from voice_assistant.web.app import create_app
 
-    overrides: dict[str, Any] = {
-        key: value
-        for key, value in {
-            "model": args.model,
-            "backend": args.backend,
-            "openai_base_url": args.openai_base_url,
-            "host": args.host,
-            "port": args.port,
-            "database_url": args.database_url,
-            "data_dir": args.data_dir,
-            "device": args.device,
-            "min_silence_ms": args.min_silence_ms,
-        }.items()
-        if value is not None
-    }
-    settings = Settings(**overrides)
+    settings = _settings(args, SERVE_FLAGS + STORAGE_FLAGS)
     app = create_app(settings)
     uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level=args.log_level.lower())
+
+
+def _db(args: argparse.Namespace) -> None:
+    from voice_assistant.history import migrate
+    from voice_assistant.history.database import make_engine
+
+    engine = make_engine(_settings(args, STORAGE_FLAGS).storage.resolved_database_url)
+    try:
+        if args.action == "upgrade":
+            migrate.upgrade(engine)
+        print(migrate.describe(engine))
+    finally:
+        engine.dispose()
+
+
+def _storage_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--database-url", help="SQLAlchemy URL (env VA_DATABASE_URL, default SQLite in the data dir)"
+    )
+    command.add_argument("--data-dir", type=Path, help="data directory (env VA_DATA_DIR)")
 
 
 def _make_tiny_model(args: argparse.Namespace) -> None:
@@ -84,13 +100,21 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="bind address (env VA_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (env VA_PORT, default 7860)")
-    serve.add_argument(
-        "--database-url", help="SQLAlchemy URL (env VA_DATABASE_URL, default SQLite in the data dir)"
-    )
-    serve.add_argument("--data-dir", type=Path, help="data directory (env VA_DATA_DIR)")
+    _storage_flags(serve)
     serve.add_argument("--device", help="'auto', 'cpu', 'cuda', 'cuda:1' (env VA_DEVICE)")
     serve.add_argument("--min-silence-ms", type=int, help="silence that ends a turn (env VA_MIN_SILENCE_MS)")
     serve.set_defaults(run=_serve)
+
+    db = commands.add_parser(
+        "db", help="the database's schema: where it stands, and the upgrade that `serve` also does on start"
+    )
+    db.add_argument(
+        "action",
+        choices=["current", "upgrade"],
+        help="current: print its revision; upgrade: bring it to the head",
+    )
+    _storage_flags(db)
+    db.set_defaults(run=_db)
 
     models = commands.add_parser("models", help="the supported model families: licence, size, context, notes")
     models.set_defaults(run=_models)
@@ -109,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aioice", "aiortc", "httpx"):
+    for noisy in ("aioice", "aiortc", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     args.run(args)
 

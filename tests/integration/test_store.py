@@ -50,6 +50,7 @@ async def test_a_turn_and_its_reply_round_trip(store: HistoryStore) -> None:
     json = record.to_json()
     assert json["turns"][0]["speech_start"] == "2026-11-25T12:00:00+00:00"
     assert json["turns"][0]["transcript"] is None
+    assert json["turns"][0]["heard_text"] is None  # not spoken
 
     samples, rate = decode(await store.turn_audio(session_id, 0))
     assert rate == 16_000 and len(samples) == 24_000
@@ -73,6 +74,25 @@ async def test_recent_turns_are_oldest_first_with_audio_only_for_the_newest(stor
     assert recent[0].audio is None
     assert recent[1].audio is not None and recent[1].audio[0] == pytest.approx(0.3, abs=1e-4)
     assert [t.reply_text for t in recent] == ["r2", "r3", "r4"]
+
+
+async def test_a_spoken_reply_keeps_both_texts_and_the_conversation_keeps_what_was_heard(
+    store: HistoryStore,
+) -> None:
+    session_id = await store.create_session(now=T0)
+    # Spoken whole; not spoken (no speech out); cut short by barge-in.
+    for i, (heard, interrupted) in enumerate((("Yes, it is.", False), (None, False), ("Turn left at", True))):
+        await store.add_turn(session_id, turn(0.2))
+        outcome = ReplyOutcome(f"reply {i}", interrupted, None, None, T0, {}, heard=heard)
+        await store.finish_reply(session_id, i, outcome)
+    stored = (await store.get_session(session_id)).turns
+    assert [(t.reply_text, t.heard_text) for t in stored] == [
+        ("reply 0", "Yes, it is."),
+        ("reply 1", None),
+        ("reply 2", "Turn left at"),
+    ]
+    recent = await store.recent_turns(session_id, limit=3, audio_for_last=0)
+    assert [t.reply_text for t in recent] == ["Yes, it is.", "reply 1", "Turn left at"]
 
 
 async def test_unknown_sessions_are_refused(store: HistoryStore) -> None:

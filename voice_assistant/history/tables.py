@@ -1,4 +1,6 @@
-"""The schema: sessions and their turns (the user's audio, the reply, the timestamps)."""
+"""The schema: sessions and their turns (the user's audio, the reply, the timestamps).
+
+A change here needs a revision in migrations/versions/ (see migrate.py)."""
 
 from __future__ import annotations
 
@@ -66,6 +68,9 @@ class TurnRow(Base):
     audio_seconds: Mapped[float]
     transcript: Mapped[str | None] = mapped_column(Text)
     reply_text: Mapped[str | None] = mapped_column(Text)
+    """The reply as generated and delivered (what `reply_done` carried)."""
+    heard_text: Mapped[str | None] = mapped_column(Text)
+    """What the user heard of a spoken reply (all of it, or up to where they cut in); null when not spoken."""
     interrupted: Mapped[bool] = mapped_column(default=False)
     error: Mapped[str | None] = mapped_column(Text)
     speech_start: Mapped[datetime]

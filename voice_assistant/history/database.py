@@ -1,0 +1,60 @@
+"""The engine and the unit of work that every store call runs in: one transaction in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from voice_assistant.history import migrate
+
+T = TypeVar("T")
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        database = url.split("///", 1)[-1]
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            # WAL lets the API read while a turn is being written; foreign keys make deletes cascade.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Database:
+    """Async facade over a synchronous SQLAlchemy engine: each call runs in a worker thread.
+
+    Opening one brings the schema to the head revision first (see `migrate.upgrade`), so a server started on
+    an older database upgrades it, and one started beside others on the same PostgreSQL waits its turn."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        migrate.upgrade(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    async def _run(self, fn: Callable[[Session], T]) -> T:
+        def work() -> T:
+            with self._sessions.begin() as session:
+                return fn(session)
+
+        return await asyncio.to_thread(work)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    async def ping(self) -> None:
+        await self._run(lambda s: s.execute(text("SELECT 1")))
