@@ -66,10 +66,10 @@ def _models(args: argparse.Namespace) -> None:
     buildable = set(tiny_families())
     for family in FAMILIES.values():
         clips = "one clip per prompt" if family.max_clips == 1 else "a clip per turn"
-        if family.untested_offline:
-            tested = f"not tested here: {family.untested_offline}"
-        elif family.model_type in buildable:
+        if family.model_type in buildable:
             tested = f"tested on a tiny checkpoint (make-tiny-model --family {family.model_type})"
+            if family.test_environment:
+                tested += f" {family.test_environment}"
         else:
             tested = "not tested here"
         print(f"{family.model_type}: {family.title} ({family.checkpoint})")

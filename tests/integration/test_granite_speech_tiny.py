@@ -2,25 +2,32 @@
 into it, a conformer encoder whose projector turns each 0.3 s window into 3 tokens.
 
 Granite's feature extractor needs torchaudio (and its checkpoints peft): without them this module is
-skipped, as it is beside the CPU build of torch 2.13, for which PyPI has no torchaudio that loads.
+skipped, as it is beside the CPU build of torch 2.13, for which PyPI has no torchaudio that loads. .ci/run
+runs it in its second environment (torch 2.11.0, torchaudio 2.11.0), where it must pass.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from tests.support.families import Turns, load_tiny, spoken_turns, third_turn_window
+from tests.support.families import (
+    Turns,
+    load_tiny,
+    make_tiny_model,
+    require_module,
+    spoken_turns,
+    third_turn_window,
+)
 from voice_assistant.model.hf_local import TransformersAudioLM
 from voice_assistant.session.window import Window
 
 pytestmark = pytest.mark.integration
-pytest.importorskip(
-    "torchaudio", reason="GraniteSpeechFeatureExtractor computes mel features with torchaudio"
-)
-pytest.importorskip("peft", reason="Granite Speech checkpoints carry a LoRA adapter: the family needs peft")
+require_module("torchaudio", reason="GraniteSpeechFeatureExtractor computes mel features with torchaudio")
+require_module("peft", reason="Granite Speech checkpoints carry a LoRA adapter: the family needs peft")
 
 
 def granite_tokens(samples: int) -> int:
@@ -44,8 +51,24 @@ def third_turn(granite: TransformersAudioLM, turns: Turns) -> Window:
     return third_turn_window(granite, turns)
 
 
+def audio_lora(granite: TransformersAudioLM) -> list[torch.nn.Module]:
+    """The LoRA-adapted decoder projections (peft's tuner layers)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [module for module in granite._model.modules() if isinstance(module, BaseTunerLayer)]
+
+
+def test_make_tiny_model_writes_the_checkpoint_with_its_adapter_beside_it(tmp_path: Path) -> None:
+    directory = make_tiny_model(tmp_path / "granite", "granite_speech")
+    written = {path.name for path in directory.iterdir()}
+    assert {"config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors"} <= written
+    assert TransformersAudioLM.load(str(directory), device="cpu").family.model_type == "granite_speech"
+
+
 def test_the_checkpoint_reloads_with_the_real_granite_classes(granite: TransformersAudioLM) -> None:
     assert type(granite._model).__name__ == "GraniteSpeechForConditionalGeneration"
+    assert granite._model._hf_peft_config_loaded  # the adapter beside the weights came with them
+    assert len(audio_lora(granite)) == 2 * granite._model.config.text_config.num_hidden_layers  # q and v
     assert type(granite._processor).__name__ == "GraniteSpeechProcessor"
     assert type(granite._processor.audio_processor).__name__ == "GraniteSpeechFeatureExtractor"
     tokenizer = granite._processor.tokenizer
@@ -81,9 +104,16 @@ def test_the_model_input_of_turn_three_holds_the_audio_of_turns_one_and_two(
         assert granite.audio_tokens(len(clip) / 16_000) >= granite_tokens(len(clip))
 
 
-async def test_a_reply_to_turn_three_streams(granite: TransformersAudioLM, third_turn: Window) -> None:
+async def test_a_reply_to_turn_three_streams_with_the_audio_adapter_on(
+    granite: TransformersAudioLM, third_turn: Window
+) -> None:
+    granite._model.disable_adapters()
+
     deltas = [delta async for delta in granite.stream_reply(third_turn.messages)]
+
     assert deltas and all(isinstance(d, str) and d for d in deltas)
+    # Granite's generate() switched its LoRA back on for the audio (peft's version checked on the way).
+    assert not any(layer.disable_adapters for layer in audio_lora(granite))
 
 
 async def test_transcribe_asks_granite_s_own_question_greedily(

@@ -3,23 +3,32 @@ tokens per second, and the speech LoRA loaded from its subfolder (Phi-4 does not
 
 Phi-4's processor holds its image processor, which needs torchvision, and the adapter needs peft:
 without them this module is skipped, as it is beside the CPU build of torch 2.13, for which PyPI's
-torchvision (a CUDA build) does not load.
+torchvision (a CUDA build) does not load. .ci/run runs it in its second environment (torch 2.11.0,
+torchvision 0.26.0), where it must pass.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from tests.support.families import Turns, load_tiny, spoken_turns, third_turn_window
+from tests.support.families import (
+    Turns,
+    load_tiny,
+    make_tiny_model,
+    require_module,
+    spoken_turns,
+    third_turn_window,
+)
 from voice_assistant.model.hf_local import TransformersAudioLM
 from voice_assistant.session.window import Window
 
 pytestmark = pytest.mark.integration
-pytest.importorskip("torchvision", reason="Phi4MultimodalProcessor holds a torchvision image processor")
-pytest.importorskip("peft", reason="Phi-4 hears audio through its speech LoRA adapter (peft)")
+require_module("torchvision", reason="Phi4MultimodalProcessor holds a torchvision image processor")
+require_module("peft", reason="Phi-4 hears audio through its speech LoRA adapter (peft)")
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +44,14 @@ def turns() -> Turns:
 @pytest.fixture
 def third_turn(phi4: TransformersAudioLM, turns: Turns) -> Window:
     return third_turn_window(phi4, turns)
+
+
+def test_make_tiny_model_writes_the_checkpoint_with_its_speech_adapter(tmp_path: Path) -> None:
+    directory = make_tiny_model(tmp_path / "phi4", "phi4_multimodal")
+    written = {path.relative_to(directory).as_posix() for path in directory.rglob("*")}
+    assert {"config.json", "model.safetensors", "processor_config.json"} <= written
+    assert {"speech-lora/adapter_config.json", "speech-lora/adapter_model.safetensors"} <= written
+    assert TransformersAudioLM.load(str(directory), device="cpu").family.model_type == "phi4_multimodal"
 
 
 def test_the_checkpoint_loads_with_its_speech_adapter_active(phi4: TransformersAudioLM) -> None:

@@ -1,7 +1,14 @@
-"""What every tiny-family test shares: load the family's tiny checkpoint, three spoken turns, and the
-window the model gets for the third (turns one and two heard as audio, with their replies)."""
+"""What every tiny-family test shares: the packages it needs, the family's tiny checkpoint (loaded, or
+written by the CLI), three spoken turns, and the window the model gets for the third (turns one and two
+heard as audio, with their replies)."""
 
 from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +23,30 @@ from voice_assistant.session.window import Window, WindowPolicy, build_window
 
 Turns = tuple[np.ndarray, np.ndarray, np.ndarray]
 REPLIES = ("Hi!", "Noon.")
+REQUIRE_FAMILIES = "VA_REQUIRE_FAMILIES"
+"""Set by .ci/run in its second environment (torch 2.11 with its torchaudio and torchvision), where Granite
+Speech and Phi-4-multimodal must be tested: there a package that does not import fails the module."""
+
+
+def require_module(name: str, reason: str) -> None:
+    """`pytest.importorskip`, except where REQUIRE_FAMILIES is set: then the module fails instead."""
+    try:
+        importlib.import_module(name)
+    except ImportError as error:
+        why = f"{reason}: {error}"
+        if os.environ.get(REQUIRE_FAMILIES):
+            pytest.fail(f"{why} ({REQUIRE_FAMILIES} is set: this environment must test the family)")
+        pytest.skip(f"{why}; .ci/run tests it in .venv-families, beside torch 2.11", allow_module_level=True)
+
+
+def make_tiny_model(directory: Path, family: str) -> Path:
+    """The family's tiny checkpoint, written as a user would: `voice-assistant make-tiny-model`."""
+    subprocess.run(
+        [sys.executable, "-m", "voice_assistant", "make-tiny-model", str(directory), "--family", family],
+        check=True,
+        capture_output=True,
+    )
+    return directory
 
 
 def load_tiny(

@@ -43,4 +43,6 @@ def test_the_models_command_lists_every_family_and_how_it_was_tested(
     for model_type in FAMILIES:
         assert f"{model_type}: " in listing
     assert "tested on a tiny checkpoint (make-tiny-model --family qwen2_audio)" in listing
+    assert listing.count("tested on a tiny checkpoint") == len(FAMILIES)  # every family, none untested
+    assert "(make-tiny-model --family granite_speech) beside torch 2.11.0" in listing
     assert "licence Apache-2.0; 8.4B parameters" in listing

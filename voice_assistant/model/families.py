@@ -77,8 +77,8 @@ class Family:
     """The `voice-assistant[...]` extra that brings `modules`, the packages its processor needs."""
     modules: tuple[str, ...] = ()
     notes: str = ""
-    untested_offline: str | None = None
-    """Why no tiny checkpoint of this family is built and run offline in the tests (None: one is)."""
+    test_environment: str | None = None
+    """Where its tiny checkpoint is tested when not in the main test environment (None: there)."""
 
     def audio_tokens(self, seconds: float) -> int:
         """Prompt tokens of a clip of this length, for the history window's budget."""
@@ -172,11 +172,11 @@ FAMILIES: dict[str, Family] = {
             extra="granite-speech",
             modules=("torchaudio", "peft"),
             notes="A speech recognition and translation model (IBM: two-pass design): it writes down "
-            "what it hears rather than answering it. Needs torchaudio (mel features) and peft >= 0.22 "
-            "(transformers 5.24 toggles its audio LoRA around every generate()).",
-            untested_offline="its feature extractor computes mel features with torchaudio, and no "
-            "torchaudio wheel on PyPI loads beside the CPU build of torch 2.13 (the newest, 2.11.0, is a "
-            "CUDA build for torch 2.11); tests/integration/test_granite_speech_tiny.py runs where it does",
+            "what it hears rather than answering it. Needs torchaudio (mel features) and peft: every "
+            "generate() switches its audio LoRA on or off, which transformers 5.24 allows only with "
+            "peft >= 0.22 (the extra keeps transformers below 5.24 until PyPI has it).",
+            test_environment="beside torch 2.11.0 and torchaudio 2.11.0 (.ci/run's second environment: "
+            "no torchaudio on PyPI loads beside the CPU build of torch 2.13)",
         ),
         Family(
             model_type="phi4_multimodal",
@@ -196,10 +196,9 @@ FAMILIES: dict[str, Family] = {
             notes="Hears audio only through its speech LoRA (peft). The hub's main branch is remote code "
             "(model_type phi4mm): use its transformers-format revision (refs/pr/70) as a local path. Its "
             "processor also holds an image processor, which needs torchvision.",
-            untested_offline="its processor needs the torchvision image processor, and the only "
-            "torchvision for torch 2.13 on PyPI (0.28.0) is a CUDA build whose operators fail to load "
-            "beside the CPU build of torch ('operator torchvision::nms does not exist'); "
-            "tests/integration/test_phi4_multimodal_tiny.py runs where it does",
+            test_environment="beside torch 2.11.0 and torchvision 0.26.0 (.ci/run's second environment: "
+            "PyPI's torchvision for torch 2.13 is a CUDA build whose operators fail to load beside its CPU "
+            "build)",
         ),
     )
 }

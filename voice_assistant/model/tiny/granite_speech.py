@@ -6,8 +6,10 @@ tools, documents, thinking and controls branches that a voice turn never reaches
 `<|audio|>` written into it, and a dated default system prompt when none is given.
 
 `GraniteSpeechFeatureExtractor` computes its mel spectrogram with torchaudio, so building (and
-loading) needs `torchaudio`. The LoRA adapter of IBM's checkpoints is left out (`has_lora_adapter`
-false): it needs peft and changes nothing that these tests look at.
+loading) needs `torchaudio`. Like IBM's, the checkpoint carries a LoRA adapter on the decoder's query and
+value projections beside its weights (`has_lora_adapter`): `from_pretrained` loads it through peft, and
+Granite's `generate()` switches it on for audio and off for text, through the adapter methods whose
+peft version transformers checks. Building needs peft too.
 """
 
 from __future__ import annotations
@@ -37,9 +39,12 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
 )
 SPECIALS = ["<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>", "<|tool_call|>", "<|audio|>"]
+AUDIO_LORA = r"model\.language_model\.layers\.\d+\.self_attn\.(q_proj|v_proj)"
+"""The decoder projections that IBM's audio LoRA adapts."""
 
 
 def build(directory: Path, seed: int) -> None:
+    from peft import LoraConfig, get_peft_model
     from transformers import (
         GPT2Tokenizer,
         GraniteSpeechConfig,
@@ -79,7 +84,11 @@ def build(directory: Path, seed: int) -> None:
             "cross_attention_frequency": 1,
         },
         audio_token_index=tokenizer.convert_tokens_to_ids("<|audio|>"),  # type: ignore[arg-type]  # one token
-        has_lora_adapter=False,
+        has_lora_adapter=True,
     )
     model = seeded(GraniteSpeechForConditionalGeneration, config, seed)
     save(directory, model, processor, eos=[tokenizer.eos_token_id], pad=tokenizer.pad_token_id)
+    # Random B as well as A (peft starts B at zero), so that the adapter changes what the model says.
+    adapter = LoraConfig(r=4, lora_alpha=8, target_modules=AUDIO_LORA, init_lora_weights=False)
+    lora = get_peft_model(model, adapter)
+    lora.save_pretrained(directory)  # adapter_config.json and adapter_model.safetensors beside the weights
