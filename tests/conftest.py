@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import InlineStore
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.turn.vad import SileroModel
 
@@ -62,5 +63,13 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[HistoryStore]:
     history = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
+    yield history
+    history.close()
+
+
+@pytest.fixture
+def inline_store() -> Iterator[InlineStore]:
+    """In-memory SQLite, each call inline on the event loop: unit timelines with no thread to race."""
+    history = InlineStore()
     yield history
     history.close()

@@ -17,7 +17,7 @@ from voice_assistant.turn.detector import (
     TurnDetector,
     TurnParams,
 )
-from voice_assistant.turn.vad import FRAME_SAMPLES, SileroStream
+from voice_assistant.turn.vad import FRAME_SAMPLES, FrameVad
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ SegmentEvent = TurnBegan | TurnPaused | TurnResumed | TurnAudio
 class TurnSegmenter:
     """Feed samples as they arrive (any chunk size); get turn events back as soon as a frame decides them."""
 
-    def __init__(self, vad: SileroStream, params: TurnParams, *, pad_frames: int) -> None:
+    def __init__(self, vad: FrameVad, params: TurnParams, *, pad_frames: int) -> None:
         self._vad = vad
         self._detector = TurnDetector(params)
         self._pad = pad_frames

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -14,6 +15,13 @@ FRAME_SAMPLES = 512
 """Silero's frame at 16 kHz: 32 ms."""
 FRAME_SECONDS = FRAME_SAMPLES / MODEL_RATE
 CONTEXT_SAMPLES = 64
+
+
+class FrameVad(Protocol):
+    """What the segmenter needs of a VAD: the speech probability of each consecutive frame of one stream
+    (Silero's stream here; a scripted timeline in tests)."""
+
+    def prob(self, frame: Samples) -> float: ...
 
 
 def packaged_model_path() -> Path:
