@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import InlineStore
+from tests.support.servers import Servers
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.turn.vad import SileroModel
 
@@ -29,6 +30,14 @@ def tiny_lm(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     return TransformersAudioLM.load(
         str(tiny_model_dir), device="cpu", options=GenerationOptions(max_new_tokens=12)
     )
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """The factory for a module's server processes: they run until the module's last test is done."""
+    started = Servers(tmp_path_factory)
+    yield started
+    started.stop_all()
 
 
 @pytest.fixture(scope="session")

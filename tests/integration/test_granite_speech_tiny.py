@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from tests.support.families import Turns, load_tiny, spoken_turns, third_turn_window
+from tests.support.families import Turns, load_tiny
 from voice_assistant.model.hf_local import TransformersAudioLM
 from voice_assistant.session.window import Window
 
@@ -30,46 +30,33 @@ def granite_tokens(samples: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def granite(tmp_path_factory: pytest.TempPathFactory) -> TransformersAudioLM:
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TransformersAudioLM:
     return load_tiny(tmp_path_factory, "granite_speech")
 
 
-@pytest.fixture(scope="module")
-def turns() -> Turns:
-    return spoken_turns()
-
-
-@pytest.fixture
-def third_turn(granite: TransformersAudioLM, turns: Turns) -> Window:
-    return third_turn_window(granite, turns)
-
-
-def test_the_checkpoint_reloads_with_the_real_granite_classes(granite: TransformersAudioLM) -> None:
-    assert type(granite._model).__name__ == "GraniteSpeechForConditionalGeneration"
-    assert type(granite._processor).__name__ == "GraniteSpeechProcessor"
-    assert type(granite._processor.audio_processor).__name__ == "GraniteSpeechFeatureExtractor"
-    tokenizer = granite._processor.tokenizer
-    assert tokenizer.convert_tokens_to_ids("<|audio|>") == granite._model.config.audio_token_index
-    for special in ("<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>", "<|audio|>"):
-        assert len(tokenizer.encode(special, add_special_tokens=False)) == 1, special
+def test_the_checkpoint_reloads_with_granite_s_feature_extractor(tiny: TransformersAudioLM) -> None:
+    assert type(tiny._processor.audio_processor).__name__ == "GraniteSpeechFeatureExtractor"
+    assert (
+        tiny._processor.tokenizer.convert_tokens_to_ids("<|audio|>") == tiny._model.config.audio_token_index
+    )
 
 
 def test_the_model_input_of_turn_three_holds_the_audio_of_turns_one_and_two(
-    granite: TransformersAudioLM, turns: Turns, third_turn: Window
+    tiny: TransformersAudioLM, turns: Turns, third_turn: Window
 ) -> None:
-    inputs = granite.build_inputs(third_turn.messages)
+    inputs = tiny.build_inputs(third_turn.messages)
 
     ids = inputs["input_ids"][0]
-    audio_token = granite._model.config.audio_token_index
+    audio_token = tiny._model.config.audio_token_index
     assert int((ids == audio_token).sum()) == sum(granite_tokens(len(clip)) for clip in turns)
     # One stacked mel spectrogram per turn, in order, each the very clip of its turn (but the last frame,
     # whose window reaches into the batch's padding).
     assert inputs["input_features"].shape[0] == 3
-    extractor = granite._processor.audio_processor
+    extractor = tiny._processor.audio_processor
     for features, clip in zip(inputs["input_features"], turns, strict=True):
         alone = extractor(torch.from_numpy(clip))["input_features"][0, :-1]
         assert torch.allclose(features[: len(alone)], alone, atol=1e-5)
-    text = granite._processor.tokenizer.decode([int(i) for i in ids if i != audio_token])
+    text = tiny._processor.tokenizer.decode([int(i) for i in ids if i != audio_token])
     assert text == (
         "<|start_of_role|>system<|end_of_role|>Be brief.<|end_of_text|>\n"
         "<|start_of_role|>user<|end_of_role|><|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>Hi!"
@@ -78,25 +65,4 @@ def test_the_model_input_of_turn_three_holds_the_audio_of_turns_one_and_two(
         "<|start_of_role|>user<|end_of_role|><|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>"
     )
     for clip in turns:
-        assert granite.audio_tokens(len(clip) / 16_000) >= granite_tokens(len(clip))
-
-
-async def test_a_reply_to_turn_three_streams(granite: TransformersAudioLM, third_turn: Window) -> None:
-    deltas = [delta async for delta in granite.stream_reply(third_turn.messages)]
-    assert deltas and all(isinstance(d, str) and d for d in deltas)
-
-
-async def test_transcribe_asks_granite_s_own_question_greedily(
-    granite: TransformersAudioLM, turns: Turns
-) -> None:
-    inputs = granite._transcription_inputs(turns[0])
-    prompt = granite._processor.tokenizer.decode(inputs["input_ids"][0])
-    assert "can you transcribe the speech into a written format?<|end_of_text|>" in prompt
-
-    first, again = await granite.transcribe(turns[0]), await granite.transcribe(turns[0])
-
-    assert isinstance(first, str) and first == again  # the replies sample; a transcript does not
-    with torch.inference_mode():
-        output = granite._model.generate(**inputs, max_new_tokens=200, do_sample=False)
-    words = output[:, inputs["input_ids"].shape[1] :]
-    assert first == granite._processor.batch_decode(words, skip_special_tokens=True)[0].strip()
+        assert tiny.audio_tokens(len(clip) / 16_000) >= granite_tokens(len(clip))
