@@ -17,7 +17,15 @@ pytestmark = pytest.mark.unit
 async def test_a_model_that_takes_fewer_clips_hears_older_turns_as_text(
     tmp_path: Path, max_clips: int | None, expected: int
 ) -> None:
-    settings = Settings(model="fake", data_dir=tmp_path, warmup=False, history_audio_turns=4)
+    # Silence ends turns and espeak-ng speaks: the window policy needs neither model, so none is loaded.
+    settings = Settings(
+        model="fake",
+        data_dir=tmp_path,
+        warmup=False,
+        history_audio_turns=4,
+        end_of_turn="silence",
+        tts="espeak",
+    )
     assistant = Assistant(settings, model_loader=lambda _: FakeAudioLM([], max_clips=max_clips))
     await assistant.start()
     try:
