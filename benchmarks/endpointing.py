@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import sys
 import time
@@ -198,14 +197,11 @@ def make_systems(variants: Sequence[tuple[str, dict[str, str]]]) -> list[System]
     servers = CACHE / "servers"
     shutil.rmtree(servers, ignore_errors=True)
     peer_command = [sys.executable, "-m", "benchmarks.peer_fastrtc"]
-    ours = [
-        System(
-            label,
-            ServerProcess(servers / f"ours-{i}", env=env),
-            {k: v for k, v in {**os.environ, **env}.items() if k.startswith("VA_")},
-        )
-        for i, (label, env) in enumerate(variants)
-    ]
+    ours = []
+    for i, (label, env) in enumerate(variants):
+        server = ServerProcess(servers / f"ours-{i}", env=env)
+        settings = {k: v for k, v in server.environment().items() if k.startswith("VA_")}
+        ours.append(System(label, server, settings))
     return [*ours, System(PEER, ServerProcess(servers / "peer", command=peer_command), {})]
 
 

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import os
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.report import RESULTS, format_table, machine, now, seconds, write_json
+from benchmarks.report import RESULTS, format_table, run_levels, seconds, write_levels
 from benchmarks.server import ServerProcess, keep_webrtc_on_loopback, process_cpu_seconds
 from benchmarks.speech import RATE, Utterance
 from voice_assistant.client import VoiceClient
@@ -138,11 +137,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     keep_webrtc_on_loopback()
 
-    levels = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for count in (int(n) for n in args.sessions.split(",")):
-            print(f"{count} sessions ...", flush=True)
-            levels.append(asyncio.run(run_level(count, Path(tmp) / f"n{count}")))
+    levels = run_levels(args.sessions, "sessions", run_level)
 
     rows = [
         [
@@ -172,5 +167,4 @@ def main(argv: list[str]) -> None:
         "audio lost",
     ]
     print(format_table(header, rows))
-    write_json(args.out, {"benchmark": "load", "date": now(), "machine": machine(), "levels": levels})
-    print(f"\nwritten to {args.out}")
+    write_levels("load", args.out, levels)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.phone_client import TwilioCall
-from benchmarks.report import RESULTS, format_table, machine, now, seconds, write_json
+from benchmarks.report import RESULTS, format_table, run_levels, seconds, write_levels
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, Utterance
 
@@ -80,11 +79,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--calls", default="1,5,10", help="comma-separated numbers of concurrent calls")
     parser.add_argument("--out", type=Path, default=RESULTS / "phone.json")
     args = parser.parse_args(argv)
-    levels = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for count in (int(n) for n in args.calls.split(",")):
-            print(f"{count} calls ...", flush=True)
-            levels.append(asyncio.run(run_level(count, Path(tmp) / f"n{count}")))
+    levels = run_levels(args.calls, "calls", run_level)
 
     rows = [
         [
@@ -99,5 +94,4 @@ def main(argv: list[str]) -> None:
     ]
     print("true end of the caller's speech -> first reply audio frame at the caller (espeak-ng voice)")
     print(format_table(["calls", "p50 s", "p95 s", "unanswered", "server cores", "cpu/call"], rows))
-    write_json(args.out, {"benchmark": "phone", "date": now(), "machine": machine(), "levels": levels})
-    print(f"\nwritten to {args.out}")
+    write_levels("phone", args.out, levels)

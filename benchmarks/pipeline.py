@@ -24,7 +24,7 @@ import numpy as np
 from benchmarks.report import RESULTS, format_table, machine, now, write_json
 from benchmarks.speech import RATE, Utterance
 from voice_assistant.clock import utc_now
-from voice_assistant.config import TurnSettings
+from voice_assistant.config import ModelSettings, TurnSettings
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import Message
@@ -117,6 +117,7 @@ async def decision_to_model(turns: int, *, speculative: bool) -> list[float]:
             ),
             publish=lambda event: done.set() if event.type == "reply_done" else None,
             metrics=Metrics(),
+            reply_timeout_s=ModelSettings().reply_timeout_s,
             speculative=speculative,
             transcripts=False,
         )

@@ -3,11 +3,13 @@ which machine, when, and with which settings the figures were measured."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import os
 import platform
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +48,24 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     partial = path.with_suffix(".tmp")
     partial.write_text(json.dumps(payload, indent=1) + "\n")
     partial.replace(path)
+
+
+Level = dict[str, Any]
+
+
+def run_levels(
+    counts: str, unit: str, run_level: Callable[[int, Path], Coroutine[Any, Any, Level]]
+) -> list[Level]:
+    """One level per count of a comma-separated list ("1,5,10"), one after the other, each in a fresh
+    folder (its server's data) that is gone afterwards."""
+    levels = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in (int(n) for n in counts.split(",")):
+            print(f"{count} {unit} ...", flush=True)
+            levels.append(asyncio.run(run_level(count, Path(tmp) / f"n{count}")))
+    return levels
+
+
+def write_levels(benchmark: str, path: Path, levels: list[Level]) -> None:
+    write_json(path, {"benchmark": benchmark, "date": now(), "machine": machine(), "levels": levels})
+    print(f"\nwritten to {path}")

@@ -71,7 +71,7 @@ class ServerProcess:
             self.command(),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "VA_ICE_ADDRESSES": LOOPBACK, **self.env},
+            env=self.environment(),
         )
         deadline = started + timeout
         while time.monotonic() < deadline:
@@ -86,6 +86,11 @@ class ServerProcess:
             time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"server not ready after {timeout} s:\n{self.log()}")
+
+    def environment(self) -> dict[str, str]:
+        """The one place a server's environment is made: this process's, what every test and benchmark
+        server runs with, then this server's own `env`."""
+        return {**os.environ, "PYTHONUNBUFFERED": "1", "VA_ICE_ADDRESSES": LOOPBACK, **self.env}
 
     def command(self) -> list[str]:
         if self._command is not None:

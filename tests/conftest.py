@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData
 
+from tests.fakes import InlineStore
+from tests.support.servers import Servers
 from voice_assistant.history.database import make_engine
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.turn.vad import SileroModel
@@ -40,6 +42,14 @@ def tiny_lm(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
 
     sampling = Sampling.from_settings(ModelSettings(max_new_tokens=12))
     return TransformersAudioLM.load(str(tiny_model_dir), device="cpu", sampling=sampling)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """The factory for a module's server processes: they run until the module's last test is done."""
+    started = Servers(tmp_path_factory)
+    yield started
+    started.stop_all()
 
 
 @pytest.fixture(scope="session")
@@ -87,5 +97,13 @@ async def store(database_url: str) -> AsyncIterator[HistoryStore]:
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[HistoryStore]:
     history = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
+    yield history
+    history.close()
+
+
+@pytest.fixture
+def inline_store() -> Iterator[InlineStore]:
+    """In-memory SQLite, each call inline on the event loop: unit timelines with no thread to race."""
+    history = InlineStore()
     yield history
     history.close()

@@ -1,28 +1,130 @@
-"""One fake per interface, for the model seam only: everything else in the tests is real."""
+"""One fake per seam (model, time, VAD, speech engine, sink, store, worker thread), shared by the tests.
+
+Each one moves only when the test says so (a step released, a clock advanced, a call finished), so that a
+unit test steps through a timeline instead of sleeping through it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from voice_assistant.audio.pcm import Samples
 from voice_assistant.errors import ModelError
 from voice_assistant.events import Event
+from voice_assistant.history.store import HistoryStore
 from voice_assistant.model.base import Message
 from voice_assistant.session.sink import Playout
 from voice_assistant.tts.base import SynthesisError
+from voice_assistant.turn.vad import FRAME_SECONDS
+
+T = TypeVar("T")
+
+
+async def settle(rounds: int = 20) -> None:
+    """Let every task that can run go as far as it can: only fakes wait here, and they wait on the test."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+@dataclass
+class Steps:
+    """A fake goes on one step at a time when the test releases one: `await steps.take()` in the fake."""
+
+    granted: int = 0
+    taken: int = 0
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self, count: int = 1) -> None:
+        self.granted += count
+        self._changed.set()
+
+    async def take(self) -> None:
+        while self.taken >= self.granted:
+            self._changed.clear()
+            await self._changed.wait()
+        self.taken += 1
+
+
+@dataclass
+class FakeClock:
+    """A `voice_assistant.clock.Clock` that stands still until the test advances it."""
+
+    now: datetime = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+class ScriptedVad:
+    """A `FrameVad` on a timeline: 0.9 for the frames whose middle falls in a span of speech (in seconds
+    from the first frame), 0.05 elsewhere."""
+
+    SPEECH, SILENCE = 0.9, 0.05
+
+    def __init__(self, speech: Sequence[tuple[float, float]]) -> None:
+        self._speech = speech
+        self._frame = 0
+
+    @classmethod
+    def frames(cls, speech: Sequence[tuple[int, int]]) -> ScriptedVad:
+        """The same, with the spans given in frames: [start, end)."""
+        return cls([(start * FRAME_SECONDS, end * FRAME_SECONDS) for start, end in speech])
+
+    def prob(self, frame: Samples) -> float:
+        middle = (self._frame + 0.5) * FRAME_SECONDS
+        self._frame += 1
+        return self.SPEECH if any(start <= middle < end for start, end in self._speech) else self.SILENCE
+
+
+class ManualOffload:
+    """Stands in for `asyncio.to_thread`: each blocking call waits, on the event loop, until the test
+    finishes it, so that a verdict arrives exactly where the test puts it."""
+
+    def __init__(self) -> None:
+        self._calls: deque[tuple[Callable[[], object], asyncio.Future[object]]] = deque()
+
+    @property
+    def pending(self) -> int:
+        return len(self._calls)
+
+    async def __call__(self, fn: Callable[..., T], *args: object) -> T:
+        done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._calls.append((lambda: fn(*args), done))
+        return await done  # type: ignore[return-value]
+
+    async def finish_next(self) -> None:
+        """Run the oldest waiting call now, and let its caller go on with the result (or the exception)."""
+        call, done = self._calls.popleft()
+        try:
+            done.set_result(call())
+        except Exception as error:
+            done.set_exception(error)
+        await settle()
 
 
 @dataclass
 class FakeAudioLM:
-    """Streams scripted replies (a list of deltas, or an exception to raise) and records what it heard."""
+    """Streams scripted replies (a list of deltas, or an exception to raise) and records what it heard.
+
+    With `pace`, every delta waits for a step the test releases, and with `transcribe_pace` every
+    transcript does.
+    """
 
     replies: list[list[str] | Exception]
-    delay: float = 0.0
+    pace: Steps | None = None
     name: str = "fake"
     max_clips: int | None = None
     heard: list[Sequence[Message]] = field(default_factory=list)
@@ -35,15 +137,15 @@ class FakeAudioLM:
             raise reply
         try:
             for delta in reply:
-                if self.delay:
-                    await asyncio.sleep(self.delay)
+                if self.pace is not None:
+                    await self.pace.take()
                 yield delta
         except (asyncio.CancelledError, GeneratorExit):
             self.stopped += 1
             raise
 
     transcripts: list[str] = field(default_factory=list)
-    transcribe_delay: float = 0.0
+    transcribe_pace: Steps | None = None
     transcriptions_stopped: int = 0
 
     def audio_tokens(self, seconds: float) -> int:
@@ -51,7 +153,8 @@ class FakeAudioLM:
 
     async def transcribe(self, audio: Samples) -> str:
         try:
-            await asyncio.sleep(self.transcribe_delay)
+            if self.transcribe_pace is not None:
+                await self.transcribe_pace.take()
         except asyncio.CancelledError:
             self.transcriptions_stopped += 1
             raise
@@ -73,6 +176,97 @@ def failing(message: str = "the GPU fell over") -> ModelError:
     return ModelError(message)
 
 
+def speech_of(text: str, samples_per_char: int = 1) -> Samples:
+    """The fake synthesizer's audio for `text`: a level per character, the same for the same text."""
+    levels = np.array([0.1 + (ord(ch) % 64) / 80 for ch in text], dtype=np.float32)
+    return np.repeat(levels, samples_per_char)
+
+
+@dataclass
+class FakeSynthesizer:
+    """A `Synthesizer` that speaks `seconds_per_char` of `speech_of(text)` per character, in chunks of at
+    most `chunk` characters; with `pace`, each chunk waits for a step the test releases."""
+
+    sample_rate: int = 8000
+    seconds_per_char: float = 1 / 8000
+    chunk: int = 1000
+    pace: Steps | None = None
+    fail_on: str | None = None
+    started: list[str] = field(default_factory=list)
+    spoken: list[str] = field(default_factory=list)
+    """The texts whose every chunk was taken."""
+    speaking: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: int = 0
+
+    @property
+    def samples_per_char(self) -> int:
+        return round(self.seconds_per_char * self.sample_rate)
+
+    async def synthesize(self, text: str) -> AsyncIterator[Samples]:
+        if text == self.fail_on:
+            raise SynthesisError("engine crashed")
+        self.started.append(text)
+        self.speaking.set()
+        for start in range(0, len(text), self.chunk):
+            if self.pace is not None:
+                try:
+                    await self.pace.take()
+                except asyncio.CancelledError:
+                    self.cancelled += 1
+                    raise
+            yield speech_of(text[start : start + self.chunk], self.samples_per_char)
+        self.spoken.append(text)
+
+
+@dataclass(frozen=True)
+class Piece:
+    label: str
+    samples: Samples
+    rate: int
+
+
+@dataclass
+class RecordingSink:
+    """An `AudioSink` that takes every piece at once and plays nothing by itself: the test says which
+    pieces have finished playing (`finish`), and `clear` drops the others."""
+
+    pieces: list[Piece] = field(default_factory=list)
+    clears: int = 0
+    playout: Playout = field(default_factory=Playout)
+
+    @property
+    def labels(self) -> list[str]:
+        return [piece.label for piece in self.pieces]
+
+    async def play(self, samples: Samples, rate: int, label: str) -> None:
+        self.pieces.append(Piece(label, samples, rate))
+        self.playout.sent(label)
+
+    def finish(self, *labels: str) -> None:
+        """These pieces have been heard to the end (every piece given so far, when none is named)."""
+        for label in labels or self.labels:
+            self.playout.finished(label)
+
+    def clear(self) -> set[str]:
+        self.clears += 1
+        return self.playout.clear()
+
+    async def played(self, label: str) -> None:
+        await self.playout.played(label)
+
+
+class InlineStore(HistoryStore):
+    """A HistoryStore on in-memory SQLite whose calls run inline on the event loop, not in a worker
+    thread: a timeline with store calls in it then runs the same way every time."""
+
+    def __init__(self) -> None:
+        super().__init__("sqlite://")
+
+    async def _run(self, fn: Callable[[Session], T]) -> T:
+        with self._sessions.begin() as session:
+            return fn(session)
+
+
 @dataclass
 class EventLog:
     events: list[Event] = field(default_factory=list)
@@ -86,6 +280,8 @@ class EventLog:
         return [event for event in self.events if event.type == kind]
 
     async def wait_for(self, kind: str, count: int = 1, timeout: float = 10.0) -> list[Event]:
+        """The `kind` events once there are `count`; `timeout` only keeps a broken test from hanging."""
+
         async def until() -> None:
             while len(self.of(kind)) < count:
                 self.changed.clear()
@@ -93,63 +289,6 @@ class EventLog:
 
         await asyncio.wait_for(until(), timeout)
         return self.of(kind)
-
-
-@dataclass
-class FakeSynthesizer:
-    """A synthesizer whose audio is one sample per character, so what was spoken can be read back.
-    While `hold` is clear it waits before each text: a test steps synthesis by setting it."""
-
-    sample_rate: int = 8000
-    spoken: list[str] = field(default_factory=list)
-    fail_on: str | None = None
-    hold: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        self.hold.set()
-
-    async def synthesize(self, text: str) -> AsyncIterator[Samples]:
-        await self.hold.wait()
-        if text == self.fail_on:
-            raise SynthesisError("engine crashed")
-        self.spoken.append(text)
-        yield np.ones(len(text), np.float32)
-
-
-@dataclass
-class RecordingSink:
-    """An `AudioSink` that plays nothing by itself: the test says which pieces have played (`finish`)."""
-
-    pieces: list[tuple[str, int]] = field(default_factory=list)
-    """(label, samples) of every piece, in the order it was given."""
-    clears: int = 0
-    playout: Playout = field(default_factory=Playout)
-
-    async def play(self, samples: Samples, rate: int, label: str) -> None:
-        self.pieces.append((label, len(samples)))
-        self.playout.sent(label)
-
-    def clear(self) -> set[str]:
-        self.clears += 1
-        return self.playout.clear()
-
-    async def played(self, label: str) -> None:
-        await self.playout.played(label)
-
-    def finish(self, *labels: str) -> None:
-        """These pieces have played (all that were given, when none is named)."""
-        for label in labels or [label for label, _ in self.pieces]:
-            self.playout.finished(label)
-
-    @property
-    def labels(self) -> list[str]:
-        return [label for label, _ in self.pieces]
-
-
-async def settle(rounds: int = 20) -> None:
-    """Let every task that can run do so, without waiting on the clock."""
-    for _ in range(rounds):
-        await asyncio.sleep(0)
 
 
 @dataclass

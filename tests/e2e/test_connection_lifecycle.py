@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -13,42 +11,30 @@ import pytest
 
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, Utterance
+from tests.support.servers import LONG_REPLIES, Servers
 from voice_assistant.client import VoiceClient
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    # Long replies (a tiny model takes seconds for 4000 tokens) so that there is time to vanish mid-reply,
-    # generated after the turn ends (a speculative start would have most of it ready at once).
-    process = ServerProcess(
-        tmp_path_factory.mktemp("lifecycle"),
-        env={"VA_MAX_NEW_TOKENS": "4000", "VA_SPECULATIVE_START": "false"},
-    )
-    process.start()
-    yield process
-    process.stop()
+def server(servers: Servers) -> ServerProcess:
+    # Long replies, so that there is time to vanish mid-reply.
+    return servers.start("lifecycle", LONG_REPLIES)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def cpu_share(pid: int, seconds: float) -> float:
-    before, start = cpu_seconds(pid), time.monotonic()
+async def cpu_share(server: ServerProcess, seconds: float) -> float:
+    before, start = server.cpu_seconds(), time.monotonic()
     await asyncio.sleep(seconds)
-    return (cpu_seconds(pid) - before) / (time.monotonic() - start)
+    return (server.cpu_seconds() - before) / (time.monotonic() - start)
 
 
 async def test_a_connected_silent_session_costs_almost_nothing(server: ServerProcess) -> None:
-    assert server.process is not None
-    idle_server = await cpu_share(server.process.pid, 4.0)
+    idle_server = await cpu_share(server, 4.0)
     client = VoiceClient(server.url)
     await client.connect()
     await asyncio.sleep(1.0)
-    connected = await cpu_share(server.process.pid, 8.0)
+    connected = await cpu_share(server, 8.0)
     await client.close()
     print(f"\nserver CPU: idle {idle_server:.1%} of a core, one silent connection {connected:.1%}")
     assert idle_server < 0.03  # nothing polls while nobody is connected

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,16 +22,14 @@ from selenium.webdriver.support.ui import WebDriverWait
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, speak
 from tests.support.browser import chromium
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("ui"), env={"VA_MAX_NEW_TOKENS": "16"})
-    process.start()
-    yield process
-    process.stop()
+def server(servers: Servers) -> ServerProcess:
+    return servers.start("ui", {"VA_MAX_NEW_TOKENS": "16"})
 
 
 @pytest.fixture(scope="module")

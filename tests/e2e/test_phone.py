@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ import websockets
 from benchmarks.phone_client import TwilioCall, twiml_stream
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, Utterance
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.e2e
 
@@ -26,18 +26,17 @@ ADMIN = "admin-for-phone-tests"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("phone"))
-    process.env = {
-        "VA_MAX_NEW_TOKENS": "24",
-        "VA_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "VA_PUBLIC_URL": process.url,
-        "VA_ADMIN_TOKEN": ADMIN,
-        "VA_MAX_CALLS": "3",
-    }
-    process.start()
-    yield process
-    process.stop()
+def server(servers: Servers) -> ServerProcess:
+    return servers.start(
+        "phone",
+        {
+            "VA_MAX_NEW_TOKENS": "24",
+            "VA_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "VA_ADMIN_TOKEN": ADMIN,
+            "VA_MAX_CALLS": "3",
+        },
+        public_url=True,
+    )
 
 
 def silence(seconds: float) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, Utterance
+from tests.support.servers import LONG_REPLIES, Servers
 from voice_assistant.client import VoiceClient
 
 pytestmark = pytest.mark.e2e
@@ -21,26 +21,16 @@ def metric(text: str, name: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def speculating(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def speculating(servers: Servers) -> ServerProcess:
     # Silence alone ends turns here, so every inner pause is a pause that resumes.
-    process = ServerProcess(
-        tmp_path_factory.mktemp("speculating"),
-        env={"VA_END_OF_TURN": "silence", "VA_MIN_SILENCE_MS": "700", "VA_MAX_NEW_TOKENS": "24"},
+    return servers.start(
+        "speculating", {"VA_END_OF_TURN": "silence", "VA_MIN_SILENCE_MS": "700", "VA_MAX_NEW_TOKENS": "24"}
     )
-    process.start()
-    yield process
-    process.stop()
 
 
 @pytest.fixture(scope="module")
-def long_replies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        tmp_path_factory.mktemp("barge-in"),
-        env={"VA_MAX_NEW_TOKENS": "4000", "VA_SPECULATIVE_START": "false"},
-    )
-    process.start()
-    yield process
-    process.stop()
+def long_replies(servers: Servers) -> ServerProcess:
+    return servers.start("barge-in", LONG_REPLIES)
 
 
 async def test_pauses_that_resume_leave_no_trace_and_the_last_one_is_adopted(

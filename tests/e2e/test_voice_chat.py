@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, Utterance
+from tests.support.servers import Servers
 from voice_assistant.client import VoiceClient
 
 pytestmark = pytest.mark.e2e
@@ -27,11 +27,8 @@ RESUMED = Utterance(("Do you still remember", "what I said?"), inner_pause=0.3, 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("server"), env={"VA_MAX_NEW_TOKENS": "24"})
-    process.start()
-    yield process
-    process.stop()
+def server(servers: Servers) -> ServerProcess:
+    return servers.start("server", {"VA_MAX_NEW_TOKENS": "24"})
 
 
 async def speak_script(client: VoiceClient, script: list[Utterance]) -> list[float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, Utterance
+from tests.support.servers import Servers
 from voice_assistant.client import VoiceClient
 
 pytestmark = pytest.mark.e2e
@@ -19,13 +19,8 @@ LOUD = 0.01
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        tmp_path_factory.mktemp("webrtc-speech"), env={"VA_WEBRTC_SPEECH": "true", "VA_MAX_NEW_TOKENS": "60"}
-    )
-    process.start()
-    yield process
-    process.stop()
+def server(servers: Servers) -> ServerProcess:
+    return servers.start("webrtc-speech", {"VA_WEBRTC_SPEECH": "true", "VA_MAX_NEW_TOKENS": "60"})
 
 
 def loud_after(client: VoiceClient, moment: float) -> list[float]:

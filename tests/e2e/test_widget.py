@@ -33,6 +33,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, speak
 from tests.support.browser import chromium
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.e2e
 
@@ -91,22 +92,20 @@ def pages() -> Iterator[HostPages]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, pages: HostPages) -> Iterator[ServerProcess]:
+def server(servers: Servers, pages: HostPages) -> ServerProcess:
     # The shop's page is allowed on 127.0.0.1; `localhost` is another origin, allowed only for a partner.
     sites = {"shop": [f"http://127.0.0.1:{pages.port}"], "partner": [f"http://localhost:{pages.port}"]}
-    process = ServerProcess(
-        tmp_path_factory.mktemp("widget"),
-        env={
+    process = servers.start(
+        "widget",
+        {
             "VA_SITES": json.dumps(sites),
             "VA_ADMIN_TOKEN": ADMIN,
             "VA_MAX_NEW_TOKENS": "16",
             "VA_WEBRTC_SPEECH": "true",
         },
     )
-    process.start()
     pages.html = PAGE.format(server=process.url).encode()
-    yield process
-    process.stop()
+    return process
 
 
 @pytest.fixture(scope="module")

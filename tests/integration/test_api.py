@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from benchmarks.server import ServerProcess
+from tests.support.servers import Servers
 from voice_assistant.client import VoiceClient
 
 pytestmark = pytest.mark.integration
@@ -16,13 +17,8 @@ ADMIN = "test-admin-token"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        tmp_path_factory.mktemp("api"), env={"VA_ADMIN_TOKEN": ADMIN, "VA_MAX_SESSIONS": "2"}
-    )
-    process.start()
-    yield process
-    process.stop()
+def server(servers: Servers) -> ServerProcess:
+    return servers.start("api", {"VA_ADMIN_TOKEN": ADMIN, "VA_MAX_SESSIONS": "2"})
 
 
 @pytest.fixture

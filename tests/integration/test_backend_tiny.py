@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 
 from benchmarks.speech import speak
+from tests.support.families import spoken_turns, third_turn_window
 from voice_assistant.config import ModelSettings
 from voice_assistant.errors import ModelError
-from voice_assistant.history.store import PastTurn
-from voice_assistant.model.base import AudioPart, Message, Sampling, TextPart
+from voice_assistant.model.base import AudioPart, Message, Sampling
 from voice_assistant.model.hf_local import TransformersAudioLM
-from voice_assistant.session.window import WindowPolicy, build_window
 
 pytestmark = pytest.mark.integration
 
@@ -38,41 +37,22 @@ def test_the_cli_builds_a_checkpoint_that_reloads_with_the_real_classes(tmp_path
     lm = TransformersAudioLM.load(str(target), device="cpu", sampling=Sampling.from_settings(ModelSettings()))
     assert lm.family.model_type == "qwen2_audio"
     assert type(lm._processor).__name__ == "Qwen2AudioProcessor"
-    tokenizer = lm._processor.tokenizer
-    for special in ("<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"):
-        assert len(tokenizer.encode(special, add_special_tokens=False)) == 1, special
 
 
 def test_the_model_input_of_turn_three_holds_the_audio_of_turns_one_and_two(
     tiny_lm: TransformersAudioLM,
 ) -> None:
-    first, second, third = speak("Hello there."), speak("What is the time?"), speak("And the date?")
-    past = [
-        PastTurn(index=0, audio=first, audio_seconds=len(first) / 16_000, transcript=None, reply_text="Hi!"),
-        PastTurn(
-            index=1, audio=second, audio_seconds=len(second) / 16_000, transcript=None, reply_text="Noon."
-        ),
-    ]
-    policy = WindowPolicy(
-        "Be brief.", audio_turns=3, max_turns=8, token_budget=8000, audio_tokens=tiny_lm.audio_tokens
-    )
-    window = build_window(policy, past, third)
-    inputs = tiny_lm.build_inputs(window.messages)
+    turns = spoken_turns()
+    inputs = tiny_lm.build_inputs(third_turn_window(tiny_lm, turns).messages)
 
     assert inputs["input_features"].shape[0] == 3  # one mel spectrogram per turn
     audio_token = tiny_lm._model.config.audio_token_index
-    expected = sum(((((int(len(clip) / 160)) - 1) // 2 + 1) - 2) // 2 + 1 for clip in (first, second, third))
+    expected = sum(((((int(len(clip) / 160)) - 1) // 2 + 1) - 2) // 2 + 1 for clip in turns)
     assert abs(int((inputs["input_ids"] == audio_token).sum()) - expected) <= 3
     text = tiny_lm._processor.tokenizer.decode(inputs["input_ids"][0])
     assert text.index("Be brief.") < text.index("Hi!") < text.index("Noon.")
     assert text.count("<|audio_bos|>") == 3
     assert text.endswith("<|im_start|>assistant\n")
-
-
-async def test_a_reply_streams_as_text_deltas(tiny_lm: TransformersAudioLM) -> None:
-    messages = [Message("system", (TextPart("Be brief."),)), Message("user", (AudioPart(speak("Hello.")),))]
-    deltas = [delta async for delta in tiny_lm.stream_reply(messages)]
-    assert deltas and all(isinstance(d, str) and d for d in deltas)
 
 
 async def test_closing_the_stream_stops_generation_and_frees_the_model(tiny_lm: TransformersAudioLM) -> None:

@@ -43,7 +43,7 @@ class Channel:
 @pytest.fixture
 async def assistant(tmp_path: Path) -> AsyncIterator[Assistant]:
     settings = Settings(model="fake", data_dir=tmp_path, warmup=False, transcripts=False)
-    assistant = Assistant(settings, model_loader=lambda _: FakeAudioLM([], delay=0.0))
+    assistant = Assistant(settings, model_loader=lambda _: FakeAudioLM([]))
     await assistant.start()
     yield assistant
     await assistant.close()

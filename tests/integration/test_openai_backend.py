@@ -525,6 +525,7 @@ async def test_a_conversation_reports_a_down_server_and_answers_once_it_is_back(
         ),
         publish=log,
         metrics=Metrics(),
+        reply_timeout_s=60.0,
         speculative=False,
     )
     first, second = tone(0.6, 300.0), tone(0.9, 600.0)

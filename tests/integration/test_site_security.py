@@ -16,6 +16,7 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from benchmarks.server import ServerProcess
+from tests.support.servers import Servers
 from voice_assistant.client import VoiceClient
 
 pytestmark = pytest.mark.integration
@@ -26,19 +27,16 @@ PER_ADDRESS = 5
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        tmp_path_factory.mktemp("sites"),
-        env={
+def server(servers: Servers) -> ServerProcess:
+    return servers.start(
+        "sites",
+        {
             "VA_ADMIN_TOKEN": ADMIN,
             "VA_SITES": json.dumps({"shop": [SHOP], "partner": [PARTNER]}),
             "VA_OFFERS_PER_MINUTE_PER_ADDRESS": str(PER_ADDRESS),
             "VA_MAX_CONNECTIONS_PER_KEY": "1",
         },
     )
-    process.start()
-    yield process
-    process.stop()
 
 
 def client_at(server: ServerProcess, address: str = "127.0.0.1") -> httpx.Client:

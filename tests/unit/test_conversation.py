@@ -15,6 +15,7 @@ from tests.fakes import (
     FakeSynthesizer,
     RecordingSink,
     ScriptedReply,
+    Steps,
     audio_tokens_25_per_second,
     failing,
     settle,
@@ -80,10 +81,10 @@ def say(conversation: Conversation, seconds: float = 1.0, value: float = 0.1) ->
     conversation.turn_finished(turn(seconds, value))
 
 
-async def test_each_turn_is_committed_then_answered_in_contract_order(sqlite_store: HistoryStore) -> None:
+async def test_each_turn_is_committed_then_answered_in_contract_order(inline_store: HistoryStore) -> None:
     lm = FakeAudioLM([["Hel", "lo."], ["Fine."]])
     log = EventLog()
-    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation = await open_conversation(inline_store, lm, log)
     say(conversation)
     await log.wait_for("reply_done", 1)
     say(conversation, value=0.2)
@@ -105,7 +106,7 @@ async def test_each_turn_is_committed_then_answered_in_contract_order(sqlite_sto
     assert done.text == "Hello." and not done.interrupted  # type: ignore[attr-defined]
     assert set(done.timings) == {"end_of_turn", "turn_ended", "first_delta", "reply_done"}  # type: ignore[attr-defined]
 
-    record = await sqlite_store.get_session(conversation.session_id)
+    record = await inline_store.get_session(conversation.session_id)
     assert [(t.index, t.reply_text, t.interrupted) for t in record.turns] == [
         (0, "Hello.", False),
         (1, "Fine.", False),
@@ -127,11 +128,11 @@ async def test_each_turn_is_committed_then_answered_in_contract_order(sqlite_sto
 
 
 async def test_a_model_that_raises_gives_an_error_event_and_the_session_goes_on(
-    sqlite_store: HistoryStore,
+    inline_store: HistoryStore,
 ) -> None:
     lm = FakeAudioLM([failing("out of memory"), ["Still here."]])
     log = EventLog()
-    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation = await open_conversation(inline_store, lm, log)
     say(conversation)
     await log.wait_for("reply_done", 1)
     say(conversation)
@@ -140,66 +141,73 @@ async def test_a_model_that_raises_gives_an_error_event_and_the_session_goes_on(
 
     errors = log.of("error")
     assert len(errors) == 1 and errors[0].turn == 0 and "out of memory" in errors[0].message  # type: ignore[attr-defined]
-    turns = (await sqlite_store.get_session(conversation.session_id)).turns
+    turns = (await inline_store.get_session(conversation.session_id)).turns
     assert turns[0].error == "out of memory" and turns[0].reply_text == ""
     assert turns[1].reply_text == "Still here." and turns[1].error is None
 
 
 async def test_speech_during_a_reply_interrupts_it_and_keeps_what_was_said(
-    sqlite_store: HistoryStore,
+    inline_store: HistoryStore,
 ) -> None:
-    lm = FakeAudioLM([["one ", "two ", "three ", "four ", "five"], ["ok"]], delay=0.05)
+    pace = Steps()
+    lm = FakeAudioLM([["one ", "two ", "three ", "four ", "five"], ["ok"]], pace=pace)
     log = EventLog()
-    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation = await open_conversation(inline_store, lm, log)
     say(conversation)
+    pace.release(2)
     await log.wait_for("reply_delta", 2)
     say(conversation)  # barge-in
+    pace.release(1)  # the next reply's one delta
     await log.wait_for("reply_done", 2)
     await conversation.close()
 
     first = log.of("reply_done")[0]
-    assert first.interrupted and first.text in {"one two ", "one two three "}  # type: ignore[attr-defined]
+    assert first.interrupted and first.text == "one two "  # type: ignore[attr-defined]
     assert lm.stopped == 1
-    turns = (await sqlite_store.get_session(conversation.session_id)).turns
+    turns = (await inline_store.get_session(conversation.session_id)).turns
     assert turns[0].interrupted and turns[0].reply_text == first.text  # type: ignore[attr-defined]
     assert turns[1].reply_text == "ok" and not turns[1].interrupted
 
 
 async def test_a_vanished_client_leaves_the_reply_so_far_stored_and_no_task_behind(
-    sqlite_store: HistoryStore,
+    inline_store: HistoryStore,
 ) -> None:
-    lm = FakeAudioLM([["a", "b", "c", "d", "e", "f"]], delay=0.05)
+    pace = Steps()
+    lm = FakeAudioLM([["a", "b", "c", "d", "e", "f"]], pace=pace)
     log = EventLog()
     before = asyncio.all_tasks()
-    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation = await open_conversation(inline_store, lm, log)
     say(conversation)
+    pace.release(2)
     await log.wait_for("reply_delta", 2)
     await conversation.close()
 
-    turns = (await sqlite_store.get_session(conversation.session_id)).turns
-    assert turns[0].interrupted and turns[0].reply_text in {"ab", "abc"}
+    turns = (await inline_store.get_session(conversation.session_id)).turns
+    assert turns[0].interrupted and turns[0].reply_text == "ab"
     assert asyncio.all_tasks() - before == set()
 
 
-async def test_turns_queued_when_the_client_vanishes_are_all_stored(sqlite_store: HistoryStore) -> None:
-    lm = FakeAudioLM([["slow"] * 20], delay=0.05)
+async def test_turns_queued_when_the_client_vanishes_are_all_stored(inline_store: HistoryStore) -> None:
+    pace = Steps()
+    lm = FakeAudioLM([["slow"] * 20], pace=pace)
     log = EventLog()
-    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation = await open_conversation(inline_store, lm, log)
     say(conversation)
+    pace.release(1)
     await log.wait_for("reply_delta", 1)
     for _ in range(2):
         conversation.turn_finished(turn(0.5))  # finished turns waiting behind the reply
     await conversation.close()
-    turns = (await sqlite_store.get_session(conversation.session_id)).turns
+    turns = (await inline_store.get_session(conversation.session_id)).turns
     assert len(turns) == 3
     assert turns[0].interrupted
     assert [(t.reply_text, t.error) for t in turns[1:]] == [("", DISCONNECTED)] * 2
 
 
-async def test_speech_resumed_before_the_reply_began_skips_the_reply(sqlite_store: HistoryStore) -> None:
+async def test_speech_resumed_before_the_reply_began_skips_the_reply(inline_store: HistoryStore) -> None:
     lm = FakeAudioLM([["never"]])
     log = EventLog()
-    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation = await open_conversation(inline_store, lm, log)
     say(conversation)
     conversation.speech_started()  # the user went on talking before the worker got to the reply
     await log.wait_for("reply_done", 1)
@@ -210,14 +218,14 @@ async def test_speech_resumed_before_the_reply_began_skips_the_reply(sqlite_stor
 
 
 async def test_a_reply_started_at_the_pause_is_adopted_when_the_turn_ends_there(
-    sqlite_store: HistoryStore,
+    inline_store: HistoryStore,
 ) -> None:
     lm = FakeAudioLM([["Spec", "ulated."]])
     log = EventLog()
-    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation = await open_conversation(inline_store, lm, log)
     conversation.speech_started()
     conversation.speech_paused(np.full(16_000, 0.1, np.float32))
-    await asyncio.sleep(0.05)  # the model runs during the pause; nothing is sent yet
+    await settle()  # the model runs during the pause; nothing is sent yet
     assert lm.heard and [e.type for e in log.events] == ["turn_started"]
     conversation.turn_finished(turn())
     await log.wait_for("reply_done", 1)
@@ -231,39 +239,43 @@ async def test_a_reply_started_at_the_pause_is_adopted_when_the_turn_ends_there(
         "reply_delta",
         "reply_done",
     ]
-    stored = (await sqlite_store.get_session(conversation.session_id)).turns[0]
+    stored = (await inline_store.get_session(conversation.session_id)).turns[0]
     assert stored.reply_text == "Speculated." and stored.context is not None and stored.context["speculative"]
 
 
 async def test_a_speculative_reply_is_discarded_without_trace_when_speech_resumes(
-    sqlite_store: HistoryStore,
+    inline_store: HistoryStore,
 ) -> None:
-    lm = FakeAudioLM([["never ", "seen ", "at ", "all"], ["The real one."]], delay=0.05)
+    pace = Steps()
+    lm = FakeAudioLM([["never ", "seen ", "at ", "all"], ["The real one."]], pace=pace)
     log = EventLog()
-    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation = await open_conversation(inline_store, lm, log)
     conversation.speech_started()
     conversation.speech_paused(np.full(8_000, 0.1, np.float32))
-    await asyncio.sleep(0.08)
+    pace.release(1)
+    await settle()
+    assert len(lm.heard) == 1  # generating during the pause
     conversation.speech_resumed()  # it was only a pause inside the sentence
-    await asyncio.sleep(0.05)
+    await settle()
     conversation.turn_finished(turn(2.0))
+    pace.release(1)
     await log.wait_for("reply_done", 1)
     await conversation.close()
 
     assert lm.stopped == 1  # the speculative generation was stopped
     texts = [e.text for e in log.of("reply_delta")]  # type: ignore[attr-defined]
     assert "".join(texts) == "The real one."
-    stored = (await sqlite_store.get_session(conversation.session_id)).turns
+    stored = (await inline_store.get_session(conversation.session_id)).turns
     assert [(t.reply_text, t.context and t.context["speculative"]) for t in stored] == [
         ("The real one.", False)
     ]
     assert len(lm.heard[1][-1].audio[0].samples) == 32_000  # the whole turn, not the paused part
 
 
-async def test_no_speculation_when_it_is_switched_off(sqlite_store: HistoryStore) -> None:
+async def test_no_speculation_when_it_is_switched_off(inline_store: HistoryStore) -> None:
     lm = FakeAudioLM([["ok"]])
     log = EventLog()
-    conversation = await open_conversation(sqlite_store, lm, log, speculative=False)
+    conversation = await open_conversation(inline_store, lm, log, speculative=False)
     conversation.speech_started()
     conversation.speech_paused(np.zeros(8_000, np.float32))
     conversation.turn_finished(turn())
@@ -271,29 +283,29 @@ async def test_no_speculation_when_it_is_switched_off(sqlite_store: HistoryStore
     await conversation.close()
     assert len(lm.heard) == 1
     assert len(lm.heard[0][-1].audio[0].samples) == 16_000  # the finished turn, not the paused part
-    stored = (await sqlite_store.get_session(conversation.session_id)).turns[0]
+    stored = (await inline_store.get_session(conversation.session_id)).turns[0]
     assert stored.context is not None and stored.context["speculative"] is False
 
 
 async def test_barge_in_on_a_spoken_reply_stores_generated_and_heard_text_in_one_write(
-    sqlite_store: HistoryStore,
+    inline_store: HistoryStore,
 ) -> None:
     lm = FakeAudioLM([["First one. ", "Second one. ", "Third one."], ["ok"]])
     log, sink = EventLog(), RecordingSink()
     voice = Voice(FakeSynthesizer(), sink, report=log)
-    conversation = await open_conversation(sqlite_store, lm, log, voice=voice)
+    conversation = await open_conversation(inline_store, lm, log, voice=voice)
     writes: list[tuple[int, str, str | None]] = []
-    finish_reply = sqlite_store.finish_reply
+    finish_reply = inline_store.finish_reply
 
     async def counted(session_id: str, index: int, outcome: ReplyOutcome) -> None:
         writes.append((index, outcome.text, outcome.heard))
         await finish_reply(session_id, index, outcome)
 
-    sqlite_store.finish_reply = counted  # type: ignore[method-assign]
+    inline_store.finish_reply = counted  # type: ignore[method-assign]
     say(conversation)
     await log.wait_for("reply_delta", 3)
-    while len(sink.pieces) < 3:
-        await settle()
+    await settle()
+    assert sink.labels == ["turn-0.0", "turn-0.1", "turn-0.2"]
     sink.finish("turn-0.0")  # the user heard the first sentence, then spoke
     say(conversation)
     done = await log.wait_for("reply_done", 1)
@@ -302,11 +314,11 @@ async def test_barge_in_on_a_spoken_reply_stores_generated_and_heard_text_in_one
     assert done[0].interrupted and done[0].heard == "First one."  # type: ignore[attr-defined]
     assert writes[0] == (0, "First one. Second one. Third one.", "First one.")
     assert [index for index, _, _ in writes] == [0, 1]  # one write per reply
-    turns = (await sqlite_store.get_session(conversation.session_id)).turns
+    turns = (await inline_store.get_session(conversation.session_id)).turns
     assert turns[0].interrupted and turns[0].reply_text == "First one. Second one. Third one."
 
 
-async def test_a_reply_past_its_deadline_is_cut_and_stored_as_such(sqlite_store: HistoryStore) -> None:
+async def test_a_reply_past_its_deadline_is_cut_and_stored_as_such(inline_store: HistoryStore) -> None:
     never_ending = ScriptedReply()
     never_ending.say("never ", "ending ")
 
@@ -316,20 +328,20 @@ async def test_a_reply_past_its_deadline_is_cut_and_stored_as_such(sqlite_store:
 
     lm = HangingLM([])
     log = EventLog()
-    conversation = await open_conversation(sqlite_store, lm, log, reply_timeout_s=0.0)
+    conversation = await open_conversation(inline_store, lm, log, reply_timeout_s=0.0)
     say(conversation)
     await log.wait_for("reply_done", 1)
     await conversation.close()
     assert "took longer than" in log.of("error")[0].message  # type: ignore[attr-defined]
-    stored = (await sqlite_store.get_session(conversation.session_id)).turns[0]
+    stored = (await inline_store.get_session(conversation.session_id)).turns[0]
     assert stored.interrupted and stored.error is not None and "took longer than" in stored.error
     assert never_ending.closed
 
 
-async def test_each_turn_is_transcribed_after_its_reply_and_kept(sqlite_store: HistoryStore) -> None:
+async def test_each_turn_is_transcribed_after_its_reply_and_kept(inline_store: HistoryStore) -> None:
     lm = FakeAudioLM([["Hi."], ["Sure."]], transcripts=["hello there", "tell me more"])
     log = EventLog()
-    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation = await open_conversation(inline_store, lm, log)
     say(conversation)
     await log.wait_for("transcript", 1)
     kinds = [e.type for e in log.events]
@@ -337,24 +349,26 @@ async def test_each_turn_is_transcribed_after_its_reply_and_kept(sqlite_store: H
     say(conversation)
     await log.wait_for("transcript", 2)
     await conversation.close()
-    turns = (await sqlite_store.get_session(conversation.session_id)).turns
+    turns = (await inline_store.get_session(conversation.session_id)).turns
     assert [t.transcript for t in turns] == ["hello there", "tell me more"]
 
 
-async def test_a_transcript_gives_way_to_new_speech_and_is_done_later(sqlite_store: HistoryStore) -> None:
-    lm = FakeAudioLM([["Hi."], ["Sure."]], transcribe_delay=0.3)
+async def test_a_transcript_gives_way_to_new_speech_and_is_done_later(inline_store: HistoryStore) -> None:
+    transcribing = Steps()
+    lm = FakeAudioLM([["Hi."], ["Sure."]], transcribe_pace=transcribing)
     log = EventLog()
-    conversation = await open_conversation(sqlite_store, lm, log)
+    conversation = await open_conversation(inline_store, lm, log)
     say(conversation)
     await log.wait_for("reply_done", 1)
-    await asyncio.sleep(0.05)  # turn 0's transcript is being made
+    await settle()  # turn 0's transcript is being made
     say(conversation)  # the user speaks: it stops, the reply goes first
     await log.wait_for("reply_done", 2)
     assert log.of("transcript") == []
-    await log.wait_for("transcript", 2, timeout=5)
+    transcribing.release(2)
+    await log.wait_for("transcript", 2)
     await conversation.close()
     assert lm.transcriptions_stopped == 1
-    assert [t.transcript for t in (await sqlite_store.get_session(conversation.session_id)).turns] == [
+    assert [t.transcript for t in (await inline_store.get_session(conversation.session_id)).turns] == [
         "1.0 seconds of speech",
         "1.0 seconds of speech",
     ]

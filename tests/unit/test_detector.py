@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from voice_assistant.config import TurnSettings
@@ -25,14 +27,7 @@ PARAMS = TurnParams(
     min_silence_frames=5,
     max_turn_frames=40,
 )
-PAUSING = TurnParams(
-    threshold=0.5,
-    neg_threshold=0.35,
-    min_speech_frames=3,
-    pause_frames=2,
-    min_silence_frames=6,
-    max_turn_frames=40,
-)
+PAUSING = replace(PARAMS, pause_frames=2, min_silence_frames=6)
 
 
 def run(probabilities: list[float], params: TurnParams = PARAMS) -> list[tuple[int, object]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes import FakeSynthesizer, RecordingSink, settle
+from tests.fakes import FakeSynthesizer, RecordingSink, Steps, settle
 from voice_assistant.session.speech import Voice
 
 pytestmark = pytest.mark.unit
@@ -28,20 +28,21 @@ async def test_each_sentence_is_spoken_as_soon_as_it_is_complete() -> None:
 
 
 async def test_new_speech_silences_the_voice_at_once() -> None:
-    synthesizer, sink = FakeSynthesizer(), RecordingSink()
+    pace = Steps()
+    synthesizer, sink = FakeSynthesizer(pace=pace), RecordingSink()
     voice = Voice(synthesizer, sink, report=lambda _: None)
     utterance = voice.utterance("turn-0")
     utterance.feed("One. Two. Three. Four. ")
+    pace.release(2)  # two sentences are synthesized; the third is still being made
     await settle()
-    synthesizer.hold.clear()  # synthesis is slow: the third sentence is still being made
-    utterance.feed("Five. ")
-    await settle()
-    spoken, clears = list(synthesizer.spoken), sink.clears
+    assert synthesizer.spoken == ["One.", "Two."] and sink.labels == ["turn-0.0", "turn-0.1"]
+    clears = sink.clears
     voice.silence()  # barge-in
-    synthesizer.hold.set()
+    pace.release(10)
     await settle()
     assert sink.clears == clears + 1  # the clear caused by the interruption itself
-    assert synthesizer.spoken == spoken  # nothing more is synthesized
+    assert synthesizer.spoken == ["One.", "Two."] and synthesizer.cancelled == 1  # nothing more is made
+    assert sink.labels == ["turn-0.0", "turn-0.1"]
     assert utterance.heard == ""  # none of it had played
 
 
@@ -53,7 +54,7 @@ async def test_a_failing_engine_is_reported_and_a_fixed_text_can_still_be_said()
     await settle()
     assert errors and "could not be spoken" in errors[0]
     await voice.say("Goodbye.", "bye")
-    assert sink.pieces[-1] == ("bye.0", len("Goodbye."))
+    assert sink.labels[-1] == "bye.0" and len(sink.pieces[-1].samples) == len("Goodbye.")
     await voice.close()
 
 

@@ -1,38 +1,26 @@
-"""Turn-taking on a scripted VAD: pauses, the end-of-turn model's verdicts, silence as the fallback."""
+"""Turn-taking on a scripted VAD and a virtual clock: pauses, the end-of-turn model's verdicts (each
+arriving where the test finishes it), silence as the fallback."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import timedelta
 
 import numpy as np
 import pytest
 
+from tests.fakes import FakeClock, ManualOffload, ScriptedVad, settle
 from voice_assistant.audio.pcm import Samples
 from voice_assistant.config import TurnSettings
 from voice_assistant.turn.detector import EndReason, TurnParams
 from voice_assistant.turn.segmenter import TurnSegmenter
 from voice_assistant.turn.taker import CompletedTurn, TurnTaker
-from voice_assistant.turn.vad import FRAME_SAMPLES
+from voice_assistant.turn.vad import FRAME_SAMPLES, FRAME_SECONDS
 
 pytestmark = pytest.mark.unit
 
 # In frames of 32 ms: speech starts after 2, a pause at 3, the turn ends after 10 of silence.
 PARAMS = TurnParams.from_settings(TurnSettings(min_speech_ms=64, pause_ms=96, min_silence_ms=320))
-
-
-class ScriptedVad:
-    """Speech probability by frame: 0.9 where the script says speech, 0.05 elsewhere."""
-
-    def __init__(self, speech: list[tuple[int, int]]) -> None:
-        self._speech = speech
-        self._frame = -1
-
-    def prob(self, frame: Samples) -> float:
-        self._frame += 1
-        return 0.9 if any(a <= self._frame < b for a, b in self._speech) else 0.05
 
 
 @dataclass
@@ -57,65 +45,99 @@ class Listener:
 @dataclass
 class Verdict:
     probability: float
-    delay: float = 0.0
     fails: bool = False
-    asked: int = 0
+    asked: list[int] = field(default_factory=list)
+    """The length in frames of each turn so far it was asked about."""
 
     def complete_probability(self, audio: Samples) -> float:
-        self.asked += 1
-        time.sleep(self.delay)  # runs in a worker thread, as a real model does
+        self.asked.append(len(audio) // FRAME_SAMPLES)
         if self.fails:
             raise RuntimeError("model broke")
         return self.probability
 
 
-async def play(taker: TurnTaker, frames: int, *, settle: float = 0.0) -> None:
-    for _ in range(frames):
-        taker.feed(np.zeros(FRAME_SAMPLES, np.float32), datetime.now(UTC))
-        if settle:
-            await asyncio.sleep(settle)
+@dataclass
+class Timeline:
+    """A taker on a scripted VAD, fed one frame per frame's worth of virtual time."""
 
+    speech: list[tuple[int, int]]
+    verdict: Verdict | None = None
+    listener: Listener = field(default_factory=Listener)
+    clock: FakeClock = field(default_factory=FakeClock)
+    worker: ManualOffload = field(default_factory=ManualOffload)
 
-def taker(speech: list[tuple[int, int]], listener: Listener, verdict: Verdict | None = None) -> TurnTaker:
-    segmenter = TurnSegmenter(ScriptedVad(speech), PARAMS, pad_frames=1)  # type: ignore[arg-type]
-    return TurnTaker(segmenter, listener, end_of_turn=verdict, threshold=0.5)
+    def __post_init__(self) -> None:
+        segmenter = TurnSegmenter(ScriptedVad.frames(self.speech), PARAMS, pad_frames=1)
+        self.taker = TurnTaker(
+            segmenter,
+            self.listener,
+            end_of_turn=self.verdict,
+            threshold=0.5,
+            clock=self.clock,
+            offload=self.worker,
+        )
+
+    async def play(self, frames: int) -> None:
+        for _ in range(frames):
+            self.taker.feed(np.zeros(FRAME_SAMPLES, np.float32), self.clock.advance(FRAME_SECONDS))
+            await settle()
 
 
 async def test_without_a_model_silence_ends_the_turn() -> None:
-    listener = Listener()
-    await play(taker([(0, 10)], listener), 25)
-    assert listener.events == ["started", "paused:13", "finished:silence"]
-    assert len(listener.turns[0].audio) == (10 + 1) * FRAME_SAMPLES  # speech and one frame of padding after
+    timeline = Timeline([(0, 10)])
+    await timeline.play(25)
+    assert timeline.listener.events == ["started", "paused:13", "finished:silence"]
+    assert len(timeline.listener.turns[0].audio) == (10 + 1) * FRAME_SAMPLES  # speech and one frame after
 
 
 async def test_a_complete_verdict_ends_the_turn_at_the_pause() -> None:
-    listener, verdict = Listener(), Verdict(0.9)
-    turns = taker([(0, 10)], listener, verdict)
-    await play(turns, 14, settle=0.01)
-    assert listener.events == ["started", "paused:13", "finished:semantic"]
-    assert verdict.asked == 1
-    assert listener.turns[0].speech_end < listener.turns[0].decided_at
+    timeline = Timeline([(0, 10)], Verdict(0.9))
+    await timeline.play(14)
+    assert timeline.listener.events == ["started", "paused:13"]  # the model has not answered yet
+    timeline.clock.advance(0.05)
+    await timeline.worker.finish_next()
+
+    assert timeline.listener.events == ["started", "paused:13", "finished:semantic"]
+    assert timeline.verdict is not None and timeline.verdict.asked == [13]
+    turn = timeline.listener.turns[0]
+    assert turn.decided_at == timeline.clock.now  # when the verdict came
+    assert turn.speech_end == turn.decided_at - timedelta(seconds=0.05 + 4 * FRAME_SECONDS)
+    assert turn.speech_start == turn.speech_end - timedelta(seconds=10 * FRAME_SECONDS)
 
 
 async def test_an_incomplete_verdict_waits_for_the_silence() -> None:
-    listener = Listener()
-    await play(taker([(0, 10)], listener, Verdict(0.2)), 25, settle=0.005)
-    assert listener.events[-1] == "finished:silence"
+    timeline = Timeline([(0, 10)], Verdict(0.2))
+    await timeline.play(14)
+    await timeline.worker.finish_next()
+    assert timeline.listener.events == ["started", "paused:13"]
+    await timeline.play(11)
+    assert timeline.listener.events == ["started", "paused:13", "finished:silence"]
 
 
 async def test_a_late_verdict_on_a_pause_that_resumed_is_ignored() -> None:
-    listener = Listener()
-    turns = taker([(0, 10), (14, 20)], listener, Verdict(0.95, delay=0.15))
-    await play(turns, 16)  # the pause at frames 10-13, then speech again before the verdict
-    await asyncio.sleep(0.3)
-    await play(turns, 2)
-    assert "finished:semantic" not in listener.events
-    assert listener.events[:3] == ["started", "paused:13", "resumed"]
-    await turns.close()
+    # Speech, a pause at frames 10-13, speech again at 14-20, a second pause: both verdicts still out.
+    timeline = Timeline([(0, 10), (14, 20)], Verdict(0.95))
+    await timeline.play(24)
+    assert timeline.listener.events == ["started", "paused:13", "resumed", "paused:23"]
+    assert timeline.worker.pending == 2
+
+    await timeline.worker.finish_next()  # "complete", about the first pause: too late, it resumed
+    assert timeline.listener.events[-1] == "paused:23" and timeline.listener.turns == []
+
+    await timeline.worker.finish_next()  # "complete", about the pause the user is in: it ends the turn
+    assert timeline.listener.events[-1] == "finished:semantic"
+    assert timeline.verdict is not None and timeline.verdict.asked == [13, 23]
+    assert len(timeline.listener.turns[0].audio) == (20 + 1) * FRAME_SAMPLES  # both spans of speech
+    await timeline.play(20)
+    assert len(timeline.listener.turns) == 1  # and the silence after it does not end another
+    await timeline.taker.close()
 
 
 async def test_a_failing_model_leaves_the_end_to_silence() -> None:
-    listener = Listener()
-    await play(taker([(0, 10)], listener, Verdict(0.9, fails=True)), 25, settle=0.005)
-    assert listener.events[-1] == "finished:silence"
-    assert [t.reason for t in listener.turns] == [EndReason.SILENCE]
+    timeline = Timeline([(0, 10)], Verdict(0.9, fails=True))
+    await timeline.play(14)
+    await timeline.worker.finish_next()
+    assert timeline.listener.events == ["started", "paused:13"]
+    await timeline.play(11)
+    assert timeline.listener.events[-1] == "finished:silence"
+    assert [t.reason for t in timeline.listener.turns] == [EndReason.SILENCE]

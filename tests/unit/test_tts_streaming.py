@@ -4,40 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
 
-import numpy as np
 import pytest
 
-from voice_assistant.audio.pcm import Samples
+from tests.fakes import FakeSynthesizer, Steps
 from voice_assistant.tts import SentenceSplitter, SpeechChunk, speak_sentences
 from voice_assistant.tts.kokoro import MAX_TOKENS, tokenize
 from voice_assistant.tts.kokoro_vocab import VOCAB
 
 pytestmark = pytest.mark.unit
-
-
-@dataclass
-class FakeSynthesizer:
-    """One sample per character, in chunks of at most `chunk` characters, each after `delay` seconds."""
-
-    delay: float = 0.0
-    chunk: int = 1000
-    sample_rate: int = 1000
-    started: list[str] = field(default_factory=list)
-    speaking: asyncio.Event = field(default_factory=asyncio.Event)
-    cancelled: int = 0
-
-    async def synthesize(self, text: str) -> AsyncIterator[Samples]:
-        self.started.append(text)
-        self.speaking.set()
-        for start in range(0, len(text), self.chunk):
-            try:
-                await asyncio.sleep(self.delay)
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                raise
-            yield np.full(len(text[start : start + self.chunk]), 0.5, dtype=np.float32)
 
 
 async def stream(pieces: Iterable[str]) -> AsyncIterator[str]:
@@ -102,23 +77,21 @@ async def test_markdown_marks_are_not_read_out() -> None:
 
 
 async def test_the_first_sentence_is_heard_before_the_reply_is_written() -> None:
-    heard = asyncio.Event()
+    written: list[str] = []
 
     async def reply() -> AsyncIterator[str]:
         yield "First sentence. Sec"
-        await heard.wait()  # the model goes on only once the first sentence's audio is out
+        written.append("ond sentence.")  # the model goes on only when asked for more
         yield "ond sentence."
 
-    chunks = []
-    async with asyncio.timeout(2):
-        async for chunk in speak_sentences(reply(), FakeSynthesizer()):
-            chunks.append(chunk.text)
-            heard.set()
-    assert chunks == ["First sentence.", "Second sentence."]
+    chunks = speak_sentences(reply(), FakeSynthesizer())
+    first = await anext(chunks)
+    assert first.text == "First sentence." and written == []
+    assert [chunk.text async for chunk in chunks] == ["Second sentence."]
 
 
 async def test_cancelling_the_consumer_stops_the_synthesis_in_progress() -> None:
-    synthesizer = FakeSynthesizer(delay=30.0)
+    synthesizer = FakeSynthesizer(pace=Steps())  # never released: the first chunk never comes
     received: list[SpeechChunk] = []
 
     async def play() -> None:
@@ -128,9 +101,8 @@ async def test_cancelling_the_consumer_stops_the_synthesis_in_progress() -> None
     task = asyncio.create_task(play())
     await synthesizer.speaking.wait()
     task.cancel()
-    async with asyncio.timeout(1):
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    with pytest.raises(asyncio.CancelledError):
+        await task
     assert synthesizer.started == ["One."]
     assert synthesizer.cancelled == 1
     assert received == []

@@ -18,7 +18,7 @@ from voice_assistant.turn.detector import (
     TurnDetector,
     TurnParams,
 )
-from voice_assistant.turn.vad import FRAME_SAMPLES, FRAME_SECONDS, SileroStream
+from voice_assistant.turn.vad import FRAME_SAMPLES, FRAME_SECONDS, FrameVad
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ SegmentEvent = TurnBegan | TurnPaused | TurnResumed | TurnAudio
 class TurnSegmenter:
     """Feed samples as they arrive (any chunk size); get turn events back as soon as a frame decides them."""
 
-    def __init__(self, vad: SileroStream, params: TurnParams, *, pad_frames: int) -> None:
+    def __init__(self, vad: FrameVad, params: TurnParams, *, pad_frames: int) -> None:
         self._vad = vad
         self._detector = TurnDetector(params)
         self._pad = pad_frames
@@ -66,7 +66,7 @@ class TurnSegmenter:
         self._keep_quiet = pad_frames + params.min_speech_frames
 
     @classmethod
-    def from_settings(cls, vad: SileroStream, turns: TurnSettings) -> TurnSegmenter:
+    def from_settings(cls, vad: FrameVad, turns: TurnSettings) -> TurnSegmenter:
         """The segmenter that `turns` describes: its durations in frames, `speech_pad_ms` to the nearest."""
         return cls(
             vad, TurnParams.from_settings(turns), pad_frames=round(turns.speech_pad_ms / 1000 / FRAME_SECONDS)

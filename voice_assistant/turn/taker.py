@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -22,6 +23,9 @@ from voice_assistant.turn.segmenter import TurnAudio, TurnBegan, TurnPaused, Tur
 from voice_assistant.turn.semantic import EndOfTurnModel
 
 logger = logging.getLogger(__name__)
+
+Offload = Callable[[Callable[[Samples], float], Samples], Awaitable[float]]
+"""Runs the end-of-turn model's blocking call away from the event loop: a worker thread, or a test's step."""
 
 
 @dataclass(frozen=True)
@@ -55,12 +59,14 @@ class TurnTaker:
         end_of_turn: EndOfTurnModel | None = None,
         threshold: float,
         clock: Clock = utc_now,
+        offload: Offload = asyncio.to_thread,
     ) -> None:
         self._segmenter = segmenter
         self._listener = listener
         self._end_of_turn = end_of_turn
         self._threshold = threshold
         self._clock = clock
+        self._offload = offload
         self._arrived = clock()
         self._pause = 0
         """Counts pauses, so that a late verdict about an earlier pause is ignored."""
@@ -94,7 +100,7 @@ class TurnTaker:
     async def _judge(self, pause: int, audio: Samples) -> None:
         assert self._end_of_turn is not None
         try:
-            probability = await asyncio.to_thread(self._end_of_turn.complete_probability, audio)
+            probability = await self._offload(self._end_of_turn.complete_probability, audio)
         except Exception:  # a broken end-of-turn model must not end or stall turns: silence decides
             logger.exception("end-of-turn model failed")
             return

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -16,8 +17,20 @@ FRAME_SECONDS = FRAME_SAMPLES / MODEL_RATE
 CONTEXT_SAMPLES = 64
 
 
+class FrameVad(Protocol):
+    """What the segmenter needs of a VAD: the speech probability of each consecutive frame of one stream
+    (Silero's stream here; a scripted timeline in tests)."""
+
+    def prob(self, frame: Samples) -> float: ...
+
+
 def packaged_model_path() -> Path:
-    return Path(str(resources.files("silero_vad") / "data" / "silero_vad.onnx"))
+    """The ONNX file the `silero-vad` package ships, found without importing the package: its
+    `__init__` imports torch, seconds of start-up that the ONNX runtime does not need."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the silero-vad package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
 
 
 class SileroModel:

@@ -1,0 +1,39 @@
+"""Real server processes for the integration and end-to-end modules, through one factory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from benchmarks.server import ServerProcess
+
+LONG_REPLIES = {"VA_MAX_NEW_TOKENS": "4000", "VA_SPECULATIVE_START": "false"}
+"""Replies long enough to be cut mid-way (a tiny model takes seconds for 4000 tokens), generated after the
+turn ends (a speculative start would have most of a reply ready at once)."""
+
+
+class Servers:
+    """Starts `voice-assistant serve --model tiny` processes, each in a fresh folder, and stops them all
+    when its owner (a module's fixture) is done with them."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._folders = tmp_path_factory
+        self._started: list[ServerProcess] = []
+
+    def start(
+        self, name: str, env: Mapping[str, str] | None = None, *, public_url: bool = False
+    ) -> ServerProcess:
+        """A ready server with `env` on top of what every server runs with; `public_url`: it announces its
+        own address as VA_PUBLIC_URL (webhooks that must point back at it)."""
+        process = ServerProcess(self._folders.mktemp(name), env=dict(env or {}))
+        if public_url:
+            process.env["VA_PUBLIC_URL"] = process.url
+        self._started.append(process)
+        process.start()
+        return process
+
+    def stop_all(self) -> None:
+        for process in self._started:
+            process.stop()
+        self._started.clear()
