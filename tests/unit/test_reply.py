@@ -49,7 +49,7 @@ async def test_a_spoken_reply_ends_once_it_has_played_and_was_all_heard() -> Non
     )
     assert end.first_delta_at == T0
     assert [e.text for e in log.of("reply_delta")] == ["Hello there. ", "How are you?"]  # type: ignore[attr-defined]
-    assert sink.clears == 1  # the end of the reply clears nothing that was still to play
+    assert sink.clears == 0  # a reply that played to its end leaves the sink alone
 
 
 async def test_an_interruption_stops_model_and_voice_and_keeps_what_was_heard() -> None:

@@ -62,6 +62,7 @@ class Reply:
         self._going = asyncio.Event()
         self._going.set()
         self._started = False
+        self._played_out = False
         self._task = asyncio.create_task(self._run(), name=f"reply-{turn}")
         self.done: asyncio.Future[ReplyEnd] = asyncio.get_running_loop().create_future()
         self._task.add_done_callback(self._resolve)
@@ -103,6 +104,7 @@ class Reply:
                 if self._utterance is not None:
                     self._utterance.end()
                     await self._utterance.finished()
+                    self._played_out = True
         except TimeoutError:
             self._interrupted = True
             self._error = f"the reply took longer than {self._timeout_s:g} s and was cut"
@@ -119,6 +121,7 @@ class Reply:
                 self._utterance.end()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._utterance.finished()
+                    self._played_out = True
         except Exception as exc:  # a backend bug: this reply fails, the session goes on
             logger.exception("reply failed")
             self._error = f"the reply failed: {type(exc).__name__}"
@@ -144,7 +147,7 @@ class Reply:
                 await close()
 
     def _resolve(self, task: asyncio.Task[None]) -> None:
-        if self._utterance is not None:
+        if self._utterance is not None and not self._played_out:
             self._utterance.stop()  # nothing is left playing once the reply has ended
         self.done.set_result(
             ReplyEnd(

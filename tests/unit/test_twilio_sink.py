@@ -1,0 +1,46 @@
+"""The phone's sink: mu-law frames and a mark per piece; Twilio's echoed marks say what was heard."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from tests.fakes import settle
+from voice_assistant.transport.phone import TwilioSink
+
+pytestmark = pytest.mark.unit
+
+
+def sent(sink: TwilioSink) -> list[str]:
+    events = []
+    while not sink.outbox.empty():
+        events.append(json.loads(sink.outbox.get_nowait())["event"])
+    return events
+
+
+async def test_a_piece_has_played_once_its_mark_comes_back() -> None:
+    sink = TwilioSink("MZ1")
+    await sink.play(np.zeros(1600, np.float32), 16_000, "turn-0.0")  # 100 ms: five 20 ms frames
+    assert sent(sink) == ["media"] * 5 + ["mark"]
+    waiting = asyncio.create_task(sink.played("turn-0.0"))
+    await settle()
+    assert not waiting.done()
+    sink.mark_played("turn-0.0")
+    await settle()
+    assert waiting.done()
+    assert sink.clear() == set() and sent(sink) == []  # nothing was left to play: no clear
+
+
+async def test_clearing_drops_what_is_queued_and_tells_twilio_only_while_something_plays() -> None:
+    sink = TwilioSink("MZ1")
+    await sink.play(np.zeros(800, np.float32), 16_000, "turn-1.0")
+    await sink.play(np.zeros(800, np.float32), 16_000, "turn-1.1")
+    sink.mark_played("turn-1.0")
+    waiting = asyncio.create_task(sink.played("turn-1.1"))
+    assert sink.clear() == {"turn-1.1"}
+    assert sent(sink) == ["clear"]
+    await settle()
+    assert waiting.done()  # a cleared piece no longer keeps anyone waiting
