@@ -38,7 +38,9 @@ async def test_a_connected_silent_session_costs_almost_nothing(server: ServerPro
     await client.close()
     print(f"\nserver CPU: idle {idle_server:.1%} of a core, one silent connection {connected:.1%}")
     assert idle_server < 0.03  # nothing polls while nobody is connected
-    assert connected < 0.12  # decoding 50 Opus frames/s and 31 VAD frames/s, no busy loop
+    # Decoding 50 Opus frames/s and 31 VAD frames/s: 13 % of a core on this VM (the same on the commit
+    # before the reply handle); a busy loop, as in stock fastrtc, takes the whole core.
+    assert connected < 0.25
 
 
 async def test_a_client_that_vanishes_mid_reply_leaves_the_reply_so_far_stored(server: ServerProcess) -> None:
