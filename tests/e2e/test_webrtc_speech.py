@@ -56,3 +56,27 @@ async def test_the_reply_is_heard_and_new_speech_silences_it(server: ServerProce
     assert heard is not None and len(heard) < len(generated)  # what was said, and what was heard of it
     done = client.events("reply_done")[0].message["data"]
     assert done["interrupted"] is True and done["heard"] == heard
+
+
+async def test_a_reply_that_never_stops_is_cut_by_the_deadline_and_stored_as_such(servers: Servers) -> None:
+    # Thousands of tokens of spoken reply: far longer than the reply's 2 s deadline.
+    server = servers.start(
+        "reply-deadline",
+        {"VA_WEBRTC_SPEECH": "true", "VA_MAX_NEW_TOKENS": "4000", "VA_REPLY_TIMEOUT_S": "2"},
+    )
+    client = VoiceClient(server.url)
+    await client.connect()
+    await client.microphone.play(Utterance(("Talk to me forever,", "please.")).audio())
+    client.microphone.play(np.zeros(RATE, np.float32))
+    async with asyncio.timeout(30):
+        done = (await client.wait_for("reply_done", 1))[0].message["data"]
+    errors = [event.message["data"]["message"] for event in client.events("error")]
+    await client.close()
+
+    assert done["interrupted"] is True and done["text"]
+    assert any("took longer than 2 s" in message for message in errors)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        stored = (await http.get(f"/api/sessions/{client.session_id}")).json()["turns"][0]
+    assert stored["interrupted"] is True and "took longer than 2 s" in stored["error"]
+    assert stored["reply_text"] == done["text"] and stored["heard_text"] == done["heard"]
+    assert 1.9 <= stored["timings"]["reply_done"] - stored["timings"]["turn_ended"] < 4.0
