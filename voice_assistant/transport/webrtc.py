@@ -116,8 +116,10 @@ class VoiceHandler(AsyncStreamHandler):
             args = self.latest_args
             self._ui = connections.ui()
             session_id = await self._ui.session(args[2:] if args[0] == "__webrtc_value__" else args[1:])
+        # Without a speech engine the browser still gets every reply as text.
+        speaks = connections.speak and connections.pipelines.can_speak
         self._pipeline = await connections.pipelines.open(
-            session_id, publish=self._publish, sink=self if connections.speak else None
+            session_id, publish=self._publish, sink=self if speaks else None
         )
         self.live.add(self)
         self._live.enter_context(connections.metrics.live_sessions.held())
