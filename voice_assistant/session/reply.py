@@ -100,7 +100,10 @@ class Reply:
             return
         try:
             async with asyncio.timeout(self._timeout_s):
-                await self._generate()
+                try:
+                    await self._generate()
+                except VoiceAssistantError as exc:  # the model failed; what was said so far still plays
+                    self._error = str(exc)
                 if self._utterance is not None:
                     self._utterance.end()
                     await self._utterance.finished()
@@ -115,13 +118,6 @@ class Reply:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-        except VoiceAssistantError as exc:
-            self._error = str(exc)
-            if self._utterance is not None:  # what was said so far still plays
-                self._utterance.end()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._utterance.finished()
-                    self._played_out = True
         except Exception as exc:  # a backend bug: this reply fails, the session goes on
             logger.exception("reply failed")
             self._error = f"the reply failed: {type(exc).__name__}"
