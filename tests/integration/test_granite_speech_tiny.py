@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.families import Turns, load_tiny, make_tiny_model, require_module
+from tests.support.families import Turns, load_tiny, make_tiny_model, tiny_family
 from voice_assistant.model.base import Sampling
 from voice_assistant.model.hf_local import TransformersAudioLM
 from voice_assistant.session.window import Window
 
 pytestmark = pytest.mark.integration
-require_module("torchaudio", reason="GraniteSpeechFeatureExtractor computes mel features with torchaudio")
-require_module("peft", reason="Granite Speech checkpoints carry a LoRA adapter: the family needs peft")
+tiny_family("granite_speech").skip_unless_installed()
 
 
 def granite_tokens(samples: int) -> int:

@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.families import Turns, load_tiny, make_tiny_model, require_module
+from tests.support.families import Turns, load_tiny, make_tiny_model, tiny_family
 from voice_assistant.model.base import Sampling
 from voice_assistant.model.hf_local import TransformersAudioLM
 from voice_assistant.session.window import Window
 
 pytestmark = pytest.mark.integration
-require_module("torchvision", reason="Phi4MultimodalProcessor holds a torchvision image processor")
-require_module("peft", reason="Phi-4 hears audio through its speech LoRA adapter (peft)")
+tiny_family("phi4_multimodal").skip_unless_installed()
 
 
 @pytest.fixture(scope="module")

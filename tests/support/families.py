@@ -127,6 +127,10 @@ FAMILIES = (
 )
 
 
+def tiny_family(name: str) -> TinyFamily:
+    return next(family for family in FAMILIES if family.name == name)
+
+
 def load_tiny(
     tmp_path_factory: pytest.TempPathFactory, family: str, *, temperature: float = 1.0
 ) -> TransformersAudioLM:
