@@ -72,7 +72,7 @@ class Reply:
     gate: threading.Event | None = None
     """When set, the stream waits for it after its first text."""
     sent: list[str] = field(default_factory=list)
-    """The deltas the server has sent so far."""
+    """The deltas the server has handed to the connection so far."""
     hung_up: threading.Event = field(default_factory=threading.Event)
     """Set when the client went away before the last delta."""
 
@@ -124,8 +124,9 @@ class StandInServer:
                     await asyncio.sleep(reply.delay_s)
                 if len(reply.sent) == 1 and reply.gate is not None:
                     await asyncio.to_thread(reply.gate.wait, 10)
-                yield _sse({"content": delta})
+                # Counted before the yield: the client can read a chunk before this generator resumes.
                 reply.sent.append(delta)
+                yield _sse({"content": delta})
             yield _sse({}, finish_reason="stop")
             yield "data: [DONE]\n\n"
         finally:
