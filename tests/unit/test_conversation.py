@@ -353,6 +353,28 @@ async def test_each_turn_is_transcribed_after_its_reply_and_kept(inline_store: H
     assert [t.transcript for t in turns] == ["hello there", "tell me more"]
 
 
+async def test_a_turn_is_transcribed_while_its_reply_plays_but_announced_after_it(
+    inline_store: HistoryStore,
+) -> None:
+    lm = FakeAudioLM([["Hi there."]], transcripts=["hello there"])
+    log, sink = EventLog(), RecordingSink()
+    voice = Voice(FakeSynthesizer(), sink, report=log)
+    conversation = await open_conversation(inline_store, lm, log, voice=voice)
+    say(conversation)
+    await log.wait_for("reply_delta", 1)
+    await settle()
+    assert sink.labels == ["turn-0.0"]  # generated, still playing
+
+    (stored,) = (await inline_store.get_session(conversation.session_id)).turns
+    assert stored.transcript == "hello there"  # the model was free, so the words were asked for
+    assert not {"transcript", "reply_done"} & {e.type for e in log.events}
+    sink.finish()
+    await log.wait_for("transcript", 1)
+    await conversation.close()
+    kinds = [e.type for e in log.events]
+    assert kinds.index("reply_done") < kinds.index("transcript")
+
+
 async def test_a_transcript_gives_way_to_new_speech_and_is_done_later(inline_store: HistoryStore) -> None:
     transcribing = Steps()
     lm = FakeAudioLM([["Hi."], ["Sure."]], transcribe_pace=transcribing)

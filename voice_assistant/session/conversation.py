@@ -155,8 +155,12 @@ class Conversation:
                 self._report(f"the turn could not be stored: {type(exc).__name__}", stage="store")
             finally:
                 self._busy = False
-            if self._queue.empty() and self._transcriber is not None and not self._closing:
-                self._transcriber.resume()
+            self._model_free()
+
+    def _model_free(self) -> None:
+        """No reply needs the model now: let the transcriber have it until the user speaks again."""
+        if self._queue.empty() and self._transcriber is not None and not self._closing:
+            self._transcriber.resume()
 
     def _report(self, message: str, *, stage: str, turn: int | None = None) -> None:
         self._metrics.errors.labels(stage).inc()
@@ -224,6 +228,9 @@ class Conversation:
             timeout_s=self._reply_timeout_s,
         )
         try:
+            # A spoken reply may play for seconds after the model is done with it: transcribe meanwhile.
+            await reply.generated.wait()
+            self._model_free()
             end = await reply.done
         finally:
             self.reply = None
@@ -272,3 +279,5 @@ class Conversation:
                 turn=index, text=end.text, heard=end.heard, interrupted=end.interrupted, timings=timings
             )
         )
+        if self._transcriber is not None:
+            self._transcriber.replied(index)

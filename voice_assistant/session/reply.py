@@ -63,6 +63,8 @@ class Reply:
         self._going.set()
         self._started = False
         self._played_out = False
+        self.generated = asyncio.Event()
+        """Set once the model is done with this reply (finished, failed or stopped), maybe before playout."""
         self._task = asyncio.create_task(self._run(), name=f"reply-{turn}")
         self.done: asyncio.Future[ReplyEnd] = asyncio.get_running_loop().create_future()
         self._task.add_done_callback(self._resolve)
@@ -134,6 +136,7 @@ class Reply:
                     self._utterance.feed(delta)
         finally:
             await self._close_source()
+            self.generated.set()
 
     async def _close_source(self) -> None:
         # Close the generator now, not at garbage collection: the backend stops generating on close.
@@ -143,6 +146,7 @@ class Reply:
                 await close()
 
     def _resolve(self, task: asyncio.Task[None]) -> None:
+        self.generated.set()  # also for a reply stopped before it generated anything
         if self._utterance is not None and not self._played_out:
             self._utterance.stop()  # nothing is left playing once the reply has ended
         self.done.set_result(

@@ -2,7 +2,8 @@
 
 A transcript is what older turns become in the model's history once their audio leaves the window,
 and what the UI and the API show for a turn. Asking the model for it costs as much as a short reply,
-so it waits until the conversation is idle and gives way the moment the user speaks again.
+so it waits until no reply needs the model (a spoken reply may still be playing) and gives way the
+moment the user speaks again. A turn's `transcript` event still never goes out before its `reply_done`.
 """
 
 from __future__ import annotations
@@ -29,12 +30,23 @@ class Transcriber:
         self._publish = publish
         self._waiting: deque[tuple[int, Samples]] = deque()
         self._running: asyncio.Task[None] | None = None
+        self._replied = -1
+        """The latest turn whose `reply_done` went out: later turns' transcripts are held until theirs."""
+        self._held: list[Transcribed] = []
 
     def add(self, index: int, audio: Samples) -> None:
         self._waiting.append((index, audio))
 
+    def replied(self, index: int) -> None:
+        """Turn `index` has had its `reply_done`: its transcript (and any earlier one) may go out."""
+        self._replied = max(self._replied, index)
+        ready = [event for event in self._held if event.turn <= index]
+        self._held = [event for event in self._held if event.turn > index]
+        for event in ready:
+            self._publish(event)
+
     def resume(self) -> None:
-        """The conversation is idle: transcribe what waits."""
+        """No reply needs the model: transcribe what waits."""
         if self._waiting and (self._running is None or self._running.done()):
             self._running = asyncio.create_task(self._run())
 
@@ -62,4 +74,8 @@ class Transcriber:
                 continue
             self._waiting.popleft()
             await self._store.set_transcript(self._session_id, index, text)
-            self._publish(Transcribed(turn=index, text=text))
+            event = Transcribed(turn=index, text=text)
+            if index <= self._replied:
+                self._publish(event)
+            else:
+                self._held.append(event)
