@@ -436,6 +436,7 @@ async def test_transcribe_asks_the_same_server_for_the_words(
 
     (body,) = server.requests
     assert body["temperature"] == 0.0
+    assert body["max_tokens"] == 16 + 6  # within what 0.7 s of speech can say
     audio, instruction = body["messages"][0]["content"]
     assert_same_audio(audio, clip)
     assert instruction == {"type": "text", "text": Family.transcribe_prompt}

@@ -139,10 +139,12 @@ def load_tiny(
     return TransformersAudioLM.load(str(directory), device="cpu", sampling=sampling)
 
 
-def greedy_transcript(lm: TransformersAudioLM, inputs: Any, decode: Mapping[str, Any]) -> str:
+def greedy_transcript(
+    lm: TransformersAudioLM, inputs: Any, decode: Mapping[str, Any], max_new_tokens: int
+) -> str:
     """What generate() writes greedily after the transcription prompt, decoded with `decode`."""
     with torch.inference_mode():
-        output = lm._model.generate(**inputs, max_new_tokens=200, do_sample=False)
+        output = lm._model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     words = output[:, inputs["input_ids"].shape[1] :]
     return str(lm._processor.batch_decode(words, skip_special_tokens=True, **decode)[0]).strip()
 

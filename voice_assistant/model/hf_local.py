@@ -26,8 +26,8 @@ from voice_assistant.errors import ModelError
 from voice_assistant.model.base import AudioPart, Message, Sampling, TextPart
 from voice_assistant.model.families import Family, family_of
 from voice_assistant.model.prompt import (
-    TRANSCRIBING,
     clip_end,
+    transcribing,
     transcription_request,
     wav_base64,
     with_system_role,
@@ -279,7 +279,7 @@ class TransformersAudioLM:
     async def transcribe(self, audio: Samples) -> str:
         """The same model asked for the words, greedily whatever the reply's sampling, through the family's
         own transcription request where it has one; queued like a reply."""
-        kwargs = generate_kwargs(TRANSCRIBING)
+        kwargs = generate_kwargs(transcribing(audio))
 
         def work(stop: threading.Event) -> tuple[Any, Any]:
             return self._generate(lambda: self._transcription_inputs(audio), kwargs, stop)

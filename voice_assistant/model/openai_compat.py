@@ -33,7 +33,7 @@ from voice_assistant.config import Settings
 from voice_assistant.errors import ModelError
 from voice_assistant.model.base import AudioPart, Message, Sampling, TextPart
 from voice_assistant.model.families import CLIP_MARKER_TOKENS, FAMILIES, Family
-from voice_assistant.model.prompt import TRANSCRIBING, transcription_request, wav_base64, with_system_role
+from voice_assistant.model.prompt import transcribing, transcription_request, wav_base64, with_system_role
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class OpenAICompatAudioLM:
     async def transcribe(self, audio: Samples) -> str:
         """The same server asked for the words (the family's prompt), greedily."""
         request = transcription_request(audio, self.family)
-        return "".join([piece async for piece in self._stream(request, TRANSCRIBING)]).strip()
+        return "".join([piece async for piece in self._stream(request, transcribing(audio))]).strip()
 
     async def warm_up(self) -> None:
         """Ready means: the server answers, serves this model under this name, and takes audio (one token

@@ -3,13 +3,14 @@
 A family without a system role hears the system prompt at the opening of the first user message; a
 family that takes fewer clips than the conversation holds hears the older ones as a note; a clip is the
 end of its turn, as much as the family's encoder takes; clips travel as base64 WAV; a transcript is asked
-for with the family's prompt, greedily, within `TRANSCRIPT_TOKENS`.
+for with the family's prompt, greedily, within what the clip's words can take (`transcribing`).
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -20,9 +21,9 @@ from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.model.base import AudioPart, Message, Part, Sampling, TextPart
 from voice_assistant.model.families import Family
 
-TRANSCRIPT_TOKENS = 200
-"""Enough for a 30 s turn of speech."""
-TRANSCRIBING = Sampling.greedy(TRANSCRIPT_TOKENS)
+TRANSCRIPT_TOKENS_PER_SECOND = 8.0
+"""Twice fast speech (about 4 words, 5-6 tokens, a second)."""
+TRANSCRIPT_BASE_TOKENS = 16
 EARLIER_CLIP = "[an earlier spoken turn]"
 """Stands for a clip that the family cannot take in the same prompt as a newer one."""
 
@@ -80,3 +81,11 @@ def transcription_request(audio: Samples, family: Family | None) -> list[Message
     """The turn's audio and the family's request for its words (the default one for an unknown family)."""
     prompt = family.transcribe_prompt if family else Family.transcribe_prompt
     return [Message("user", (AudioPart(audio), TextPart(prompt)))]
+
+
+def transcribing(audio: Samples) -> Sampling:
+    """Greedy, within what the words of `audio` can take: a model that loops instead of stopping (a
+    hallucinating one, or random weights) is cut soon after the words run out, not after a fixed budget
+    that costs a short turn as much as a long reply."""
+    seconds = len(audio) / MODEL_RATE
+    return Sampling.greedy(TRANSCRIPT_BASE_TOKENS + math.ceil(TRANSCRIPT_TOKENS_PER_SECOND * seconds))
