@@ -4,6 +4,7 @@ A change here needs a revision in migrations/versions/ (see migrate.py)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,38 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""NUL, which PostgreSQL's text types refuse (SQLite keeps it), and lone surrogates, which UTF-8 cannot
+carry at all (both drivers fail to encode them)."""
+
+
+class StorableString(TypeDecorator[str]):
+    """Any Python text, stored alike on every database: each NUL or lone surrogate becomes U+FFFD (the
+    Unicode replacement character) on the way in.
+
+    A model's text may hold NUL (the tiny models emit it often, a real one can, an OpenAI-compatible
+    server's JSON may carry a lone surrogate), and so may an id a client sends. Replacing them here, in
+    the column type, covers every writer and every lookup at once (a lookup by such an id finds nothing
+    instead of failing), needs no migration (the DDL is the plain type's), and reads back the same from
+    SQLite and PostgreSQL. U+FFFD rather than dropping the character: the text keeps its length and
+    still shows that something was there. What went out live (a `reply_done`) keeps the character; only
+    the stored copy has U+FFFD. The JSON columns need nothing: json.dumps escapes both as
+    `\\u0000` / `\\ud800`, which PostgreSQL's `json` type (not `jsonb`) keeps as written."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else _UNSTORABLE.sub("\ufffd", value)
+
+
+class StorableText(StorableString):
+    """The same for unbounded text (TEXT)."""
+
+    impl = Text
+    cache_ok = True
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UtcDateTime}
 
@@ -48,7 +81,7 @@ class Base(DeclarativeBase):
 class SessionRow(Base):
     __tablename__ = "sessions"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(StorableString(64), primary_key=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(index=True)
     turns: Mapped[list[TurnRow]] = relationship(
@@ -66,13 +99,13 @@ class TurnRow(Base):
     audio: Mapped[bytes] = deferred(mapped_column(LargeBinary))
     """FLAC, 16 kHz mono."""
     audio_seconds: Mapped[float]
-    transcript: Mapped[str | None] = mapped_column(Text)
-    reply_text: Mapped[str | None] = mapped_column(Text)
+    transcript: Mapped[str | None] = mapped_column(StorableText)
+    reply_text: Mapped[str | None] = mapped_column(StorableText)
     """The reply as generated and delivered (what `reply_done` carried)."""
-    heard_text: Mapped[str | None] = mapped_column(Text)
+    heard_text: Mapped[str | None] = mapped_column(StorableText)
     """What the user heard of a spoken reply (all of it, or up to where they cut in); null when not spoken."""
     interrupted: Mapped[bool] = mapped_column(default=False)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(StorableText)
     speech_start: Mapped[datetime]
     speech_end: Mapped[datetime]
     turn_ended_at: Mapped[datetime]
@@ -89,7 +122,7 @@ class CallerRow(Base):
 
     __tablename__ = "callers"
 
-    caller_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    caller_hash: Mapped[str] = mapped_column(StorableString(64), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
 
 
@@ -98,7 +131,7 @@ class CallTokenRow(Base):
 
     __tablename__ = "call_tokens"
 
-    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token: Mapped[str] = mapped_column(StorableString(64), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     issued_at: Mapped[datetime]
     spent_at: Mapped[datetime | None]
@@ -109,5 +142,5 @@ class SecretRow(Base):
 
     __tablename__ = "secrets"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(StorableString(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
