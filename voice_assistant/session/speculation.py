@@ -26,8 +26,10 @@ class Speculation:
     async def _run(self, model: AudioLM, window: Callable[[], Awaitable[Window]]) -> None:
         try:
             built = await window()
-        except Exception as exc:
-            self.window.set_exception(exc)
+        except Exception:
+            # Void, not failed: a turn that ends here reads its window again (and reports a failure then),
+            # and a discarded speculation leaves no exception that nobody retrieves.
+            self.window.cancel()
             return
         self.window.set_result(built)
         try:
