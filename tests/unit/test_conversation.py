@@ -516,3 +516,19 @@ async def test_a_transcript_that_cannot_be_stored_is_an_error_after_its_reply_an
     assert transcript.turn == 1 and store_errors(metrics) == 1  # type: ignore[attr-defined]
     turns = (await inline_store.get_session(conversation.session_id)).turns
     assert [(t.transcript, t.reply_text) for t in turns] == [(None, "Hi."), ("tell me more", "Sure.")]
+
+
+async def test_a_model_text_holding_nul_is_sent_as_it_is_stored(inline_store: InlineStore) -> None:
+    """NUL (the tiny models emit it) becomes U+FFFD as it arrives: the client is sent what the store keeps."""
+    lm = FakeAudioLM([["a\x00", "b"]], transcripts=["\x00hi"])
+    log = EventLog()
+    conversation = await open_conversation(inline_store, lm, log)
+    say(conversation)
+    await log.wait_for("transcript", 1)
+    await conversation.close()
+
+    assert [e.text for e in log.of("reply_delta")] == ["a\ufffd", "b"]  # type: ignore[attr-defined]
+    assert log.of("reply_done")[0].text == "a\ufffdb"  # type: ignore[attr-defined]
+    assert log.of("transcript")[0].text == "\ufffdhi"  # type: ignore[attr-defined]
+    (stored,) = (await inline_store.get_session(conversation.session_id)).turns
+    assert (stored.reply_text, stored.transcript) == ("a\ufffdb", "\ufffdhi")

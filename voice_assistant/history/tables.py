@@ -4,7 +4,6 @@ A change here needs a revision in migrations/versions/ (see migrate.py)."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,12 +14,12 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
-    String,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from voice_assistant.history.text import StorableString, StorableText
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -40,38 +39,6 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-"""NUL, which PostgreSQL's text types refuse (SQLite keeps it), and lone surrogates, which UTF-8 cannot
-carry at all (both drivers fail to encode them)."""
-
-
-class StorableString(TypeDecorator[str]):
-    """Any Python text, stored alike on every database: each NUL or lone surrogate becomes U+FFFD (the
-    Unicode replacement character) on the way in.
-
-    A model's text may hold NUL (the tiny models emit it often, a real one can, an OpenAI-compatible
-    server's JSON may carry a lone surrogate), and so may an id a client sends. Replacing them here, in
-    the column type, covers every writer and every lookup at once (a lookup by such an id finds nothing
-    instead of failing), needs no migration (the DDL is the plain type's), and reads back the same from
-    SQLite and PostgreSQL. U+FFFD rather than dropping the character: the text keeps its length and
-    still shows that something was there. What went out live (a `reply_done`) keeps the character; only
-    the stored copy has U+FFFD. The JSON columns need nothing: json.dumps escapes both as
-    `\\u0000` / `\\ud800`, which PostgreSQL's `json` type (not `jsonb`) keeps as written."""
-
-    impl = String
-    cache_ok = True
-
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
-        return None if value is None else _UNSTORABLE.sub("\ufffd", value)
-
-
-class StorableText(StorableString):
-    """The same for unbounded text (TEXT)."""
-
-    impl = Text
-    cache_ok = True
 
 
 class Base(DeclarativeBase):

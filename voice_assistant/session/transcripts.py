@@ -18,6 +18,7 @@ from voice_assistant.audio.pcm import Samples
 from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.events import ErrorRaised, Publish, Transcribed
 from voice_assistant.history.store import HistoryStore
+from voice_assistant.history.text import storable
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
 from voice_assistant.session.store_failures import store_failure
@@ -71,7 +72,7 @@ class Transcriber:
         while self._waiting:
             index, audio = self._waiting[0]
             try:
-                text = await self._model.transcribe(audio)
+                text = storable(await self._model.transcribe(audio))  # announced as it is stored
             except VoiceAssistantError as exc:
                 logger.warning(
                     "no transcript for turn %d: %s", index, exc, extra={"session": self._session_id}
