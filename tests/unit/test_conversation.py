@@ -23,6 +23,7 @@ from tests.fakes import (
     failing,
     settle,
 )
+from voice_assistant.audio.pcm import Samples
 from voice_assistant.history.store import HistoryStore, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioPart, Message
@@ -532,3 +533,43 @@ async def test_a_model_text_holding_nul_is_sent_as_it_is_stored(inline_store: In
     assert log.of("transcript")[0].text == "\ufffdhi"  # type: ignore[attr-defined]
     (stored,) = (await inline_store.get_session(conversation.session_id)).turns
     assert (stored.reply_text, stored.transcript) == ("a\ufffdb", "\ufffdhi")
+
+
+async def test_a_speculative_reply_whose_backend_breaks_ends_in_an_error_not_a_hang(
+    inline_store: InlineStore, unretrieved: list[dict[str, Any]]
+) -> None:
+    lm = FakeAudioLM([RuntimeError("a backend bug"), ["Next."]])
+    log = EventLog()
+    conversation = await open_conversation(inline_store, lm, log)
+    conversation.speech_started()
+    conversation.speech_paused(np.full(8_000, 0.1, np.float32))
+    await settle()
+    conversation.turn_finished(turn())  # adopts the speculation that broke
+    (done,) = await log.wait_for("reply_done", 1)
+    say(conversation)
+    await log.wait_for("reply_done", 2)
+    await conversation.close()
+    assert log.of("error")[0].message == "the reply failed: RuntimeError"  # type: ignore[attr-defined]
+    assert done.text == "" and log.of("reply_done")[1].text == "Next."  # type: ignore[attr-defined]
+
+
+async def test_a_transcript_whose_backend_breaks_leaves_that_turn_without_one(
+    inline_store: InlineStore, unretrieved: list[dict[str, Any]]
+) -> None:
+    class BrokenOnce(FakeAudioLM):
+        async def transcribe(self, audio: Samples) -> str:
+            if not self.transcripts:
+                raise RuntimeError("a backend bug")
+            return await super().transcribe(audio)
+
+    lm = BrokenOnce([["Hi."], ["Sure."]])
+    log = EventLog()
+    conversation = await open_conversation(inline_store, lm, log)
+    say(conversation)
+    await log.wait_for("reply_done", 1)
+    await settle()
+    lm.transcripts.append("tell me more")
+    say(conversation)
+    (transcript,) = await log.wait_for("transcript", 1)
+    await conversation.close()
+    assert transcript.turn == 1 and log.of("error") == []  # type: ignore[attr-defined]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.model.base import AudioLM
 from voice_assistant.session.window import Window
 
@@ -19,7 +18,7 @@ _END = None
 
 class Speculation:
     def __init__(self, model: AudioLM, window: Callable[[], Awaitable[Window]]) -> None:
-        self._deltas: asyncio.Queue[str | VoiceAssistantError | None] = asyncio.Queue()
+        self._deltas: asyncio.Queue[str | Exception | None] = asyncio.Queue()
         self.window: asyncio.Future[Window] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(model, window))
 
@@ -35,7 +34,7 @@ class Speculation:
         try:
             async for delta in model.stream_reply(built.messages):
                 self._deltas.put_nowait(delta)
-        except VoiceAssistantError as exc:
+        except Exception as exc:  # the adopted reply raises it (a backend bug too: it must not hang)
             self._deltas.put_nowait(exc)
         self._deltas.put_nowait(_END)
 
@@ -43,7 +42,7 @@ class Speculation:
         """What was generated so far, then the rest as it comes (for the adopted reply)."""
         try:
             while (item := await self._deltas.get()) is not _END:
-                if isinstance(item, VoiceAssistantError):
+                if isinstance(item, Exception):
                     raise item
                 yield item
         finally:

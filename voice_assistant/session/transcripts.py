@@ -73,9 +73,13 @@ class Transcriber:
             index, audio = self._waiting[0]
             try:
                 text = storable(await self._model.transcribe(audio))  # announced as it is stored
-            except VoiceAssistantError as exc:
+            except Exception as exc:  # the turn keeps no transcript; a backend bug is logged whole
                 logger.warning(
-                    "no transcript for turn %d: %s", index, exc, extra={"session": self._session_id}
+                    "no transcript for turn %d: %s",
+                    index,
+                    exc,
+                    exc_info=not isinstance(exc, VoiceAssistantError),
+                    extra={"session": self._session_id},
                 )
                 self._waiting.popleft()
                 continue
