@@ -12,9 +12,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from voice_assistant.audio.pcm import Samples
@@ -265,6 +266,22 @@ class InlineStore(HistoryStore):
     async def _run(self, fn: Callable[[Session], T]) -> T:
         with self._sessions.begin() as session:
             return fn(session)
+
+    def fail(self, call: str, times: int = 1) -> None:
+        """The next `times` calls of the method `call` fail as every call does while the database is away
+        (a real outage: OperationalError is what SQLAlchemy raises when the server cannot be reached);
+        the calls after them reach the database again."""
+        real = getattr(type(self), call).__get__(self)
+        left = times
+
+        async def down(*args: Any, **kwargs: Any) -> Any:
+            nonlocal left
+            if left > 0:
+                left -= 1
+                raise OperationalError("SELECT 1", None, ConnectionRefusedError("connection refused"))
+            return await real(*args, **kwargs)
+
+        setattr(self, call, down)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -160,3 +161,37 @@ async def test_a_call_token_is_spent_once_and_expires(store: HistoryStore) -> No
     late = await store.issue_call_token(session, now=T0)
     assert await store.spend_call_token(late, now=T0 + timedelta(seconds=61), ttl=ttl) is None
     assert await store.spend_call_token("made-up", now=T0, ttl=ttl) is None
+
+
+async def test_any_text_a_model_emits_reads_back_alike_on_every_database(store: HistoryStore) -> None:
+    """The tiny models emit NUL often (a real one can), and PostgreSQL's text types refuse it: every text
+    column reads back with U+FFFD in its place, on SQLite as on PostgreSQL, and so do lone surrogates."""
+    session_id = await store.create_session(now=T0)
+    context = {"audio_turns": [], "text_turns": [], "note": "a\x00b\ud800c"}  # JSON escapes both: kept
+    index = await store.add_turn(session_id, replace(turn(0.2), context=context))
+    outcome = ReplyOutcome(
+        "re\x00ply", True, "mo\x00del \ud83d failed", None, T0, {"reply_done": 1.0}, heard="he\x00ard"
+    )
+    await store.finish_reply(session_id, index, outcome)
+    await store.set_transcript(session_id, index, "\x00words\x00")
+
+    (stored,) = (await store.get_session(session_id)).turns
+    assert (stored.reply_text, stored.heard_text, stored.error, stored.transcript) == (
+        "re\ufffdply",
+        "he\ufffdard",
+        "mo\ufffddel \ufffd failed",
+        "\ufffdwords\ufffd",
+    )
+    assert stored.context == context and stored.timings == {"reply_done": 1.0}
+    (past,) = await store.recent_turns(session_id, limit=1, audio_for_last=0)
+    assert (past.transcript, past.reply_text) == ("\ufffdwords\ufffd", "he\ufffdard")
+
+
+async def test_an_id_holding_nul_is_simply_unknown(store: HistoryStore) -> None:
+    """A client may send anything as a session id or a call token: a lookup finds nothing, it never fails."""
+    session_id = await store.create_session(now=T0)
+    assert not await store.session_exists(session_id[:-1] + "\x00")
+    with pytest.raises(UnknownSession):
+        await store.get_session("\x00" * 32)
+    assert await store.spend_call_token("to\x00ken", now=T0, ttl=timedelta(seconds=60)) is None
+    assert await store.turn_count("\ud800") == 0

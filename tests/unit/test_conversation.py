@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from tests.fakes import (
     EventLog,
     FakeAudioLM,
     FakeSynthesizer,
+    InlineStore,
     RecordingSink,
     ScriptedReply,
     Steps,
@@ -20,6 +23,7 @@ from tests.fakes import (
     failing,
     settle,
 )
+from voice_assistant.audio.pcm import Samples
 from voice_assistant.history.store import HistoryStore, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioPart, Message
@@ -48,6 +52,7 @@ async def open_conversation(
     speculative: bool = True,
     voice: Voice | None = None,
     reply_timeout_s: float = 60.0,
+    metrics: Metrics | None = None,
 ) -> Conversation:
     session_id = await store.create_session(now=datetime.now(UTC))
     return Conversation(
@@ -57,7 +62,7 @@ async def open_conversation(
         model=lm,
         policy=POLICY,
         publish=log,
-        metrics=Metrics(),
+        metrics=metrics or Metrics(),
         reply_timeout_s=reply_timeout_s,
         voice=voice,
         speculative=speculative,
@@ -394,3 +399,177 @@ async def test_a_transcript_gives_way_to_new_speech_and_is_done_later(inline_sto
         "1.0 seconds of speech",
         "1.0 seconds of speech",
     ]
+
+
+@pytest.fixture
+async def unretrieved() -> AsyncIterator[list[dict[str, Any]]]:
+    """What the event loop reports during the test ("Task exception was never retrieved" and the like):
+    nothing, checked once every task and future the test left is collected."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    yield reported
+    gc.collect()
+    loop.set_exception_handler(previous)
+    assert reported == []
+
+
+def store_errors(metrics: Metrics) -> float | None:
+    return metrics.registry.get_sample_value("va_errors_total", {"stage": "store"})
+
+
+async def test_a_reply_that_cannot_be_stored_still_ends_in_reply_done_and_the_next_turn_is_stored(
+    inline_store: InlineStore, unretrieved: list[dict[str, Any]]
+) -> None:
+    lm = FakeAudioLM([["Hel", "lo."], ["Fine."]])
+    log, metrics = EventLog(), Metrics()
+    conversation = await open_conversation(inline_store, lm, log, metrics=metrics)
+    inline_store.fail("finish_reply")  # the database goes away while the first reply is generated
+    say(conversation)
+    await log.wait_for("reply_done", 1)
+    say(conversation)  # it is back
+    await log.wait_for("reply_done", 2)
+    await conversation.close()
+
+    assert [e.type for e in log.events if e.type != "transcript"][:5] == [
+        "turn_started",
+        "turn_ended",
+        "reply_delta",
+        "reply_delta",
+        "error",
+    ] and log.events[5].type == "reply_done"
+    (error,) = log.of("error")
+    assert error.turn == 0 and error.message == "the reply could not be stored: OperationalError"  # type: ignore[attr-defined]
+    assert log.of("reply_done")[0].text == "Hello."  # type: ignore[attr-defined]
+    assert store_errors(metrics) == 1
+    turns = (await inline_store.get_session(conversation.session_id)).turns
+    assert [(t.index, t.reply_text) for t in turns] == [(0, None), (1, "Fine.")]
+
+
+@pytest.mark.parametrize("failing_call", ["recent_turns", "add_turn"])
+async def test_a_turn_that_cannot_be_stored_is_an_error_under_its_number_and_the_next_turn_takes_it(
+    inline_store: InlineStore, unretrieved: list[dict[str, Any]], failing_call: str
+) -> None:
+    lm = FakeAudioLM([["Back again."]])
+    log, metrics = EventLog(), Metrics()
+    conversation = await open_conversation(inline_store, lm, log, metrics=metrics)
+    inline_store.fail(failing_call)  # reading the window, or committing the turn, while the database is away
+    say(conversation)
+    (error,) = await log.wait_for("error", 1)
+    assert error.turn == 0 and error.message == "the turn could not be stored: OperationalError"  # type: ignore[attr-defined]
+    assert lm.heard == [] and store_errors(metrics) == 1  # no reply to a turn that is not stored
+    say(conversation)
+    await log.wait_for("reply_done", 1)
+    await conversation.close()
+
+    assert [(e.type, getattr(e, "turn", None)) for e in log.events if e.type != "transcript"] == [
+        ("turn_started", 0),
+        ("error", 0),
+        ("turn_started", 0),  # the store gives the next turn the number the lost one had
+        ("turn_ended", 0),
+        ("reply_delta", 0),
+        ("reply_done", 0),
+    ]
+    turns = (await inline_store.get_session(conversation.session_id)).turns
+    assert [(t.index, t.reply_text) for t in turns] == [(0, "Back again.")]
+
+
+async def test_a_speculation_that_cannot_read_the_window_is_void_and_the_turn_reads_it_again(
+    inline_store: InlineStore, unretrieved: list[dict[str, Any]]
+) -> None:
+    lm = FakeAudioLM([["Answered."]])
+    log = EventLog()
+    conversation = await open_conversation(inline_store, lm, log)
+    inline_store.fail("recent_turns", times=2)  # a blip: both pauses' reads fail, the turn's own succeeds
+    conversation.speech_started()
+    conversation.speech_paused(np.full(8_000, 0.1, np.float32))
+    await settle()
+    conversation.speech_resumed()  # discarded
+    conversation.speech_paused(np.full(12_000, 0.1, np.float32))
+    await settle()
+    conversation.turn_finished(turn())  # ends in the second pause
+    await log.wait_for("reply_done", 1)
+    await conversation.close()
+
+    assert log.of("error") == [] and len(lm.heard) == 1
+    stored = (await inline_store.get_session(conversation.session_id)).turns[0]
+    assert stored.reply_text == "Answered." and stored.context is not None
+    assert stored.context["speculative"] is False
+
+
+async def test_a_transcript_that_cannot_be_stored_is_an_error_after_its_reply_and_the_next_one_is_kept(
+    inline_store: InlineStore, unretrieved: list[dict[str, Any]]
+) -> None:
+    lm = FakeAudioLM([["Hi."], ["Sure."]], transcripts=["hello there", "tell me more"])
+    log, metrics = EventLog(), Metrics()
+    conversation = await open_conversation(inline_store, lm, log, metrics=metrics)
+    inline_store.fail("set_transcript")
+    say(conversation)
+    (error,) = await log.wait_for("error", 1)
+    assert error.turn == 0 and error.message == "the transcript could not be stored: OperationalError"  # type: ignore[attr-defined]
+    kinds = [e.type for e in log.events]
+    assert kinds.index("reply_done") < kinds.index("error") and "transcript" not in kinds
+    say(conversation)
+    (transcript,) = await log.wait_for("transcript", 1)
+    await conversation.close()
+
+    assert transcript.turn == 1 and store_errors(metrics) == 1  # type: ignore[attr-defined]
+    turns = (await inline_store.get_session(conversation.session_id)).turns
+    assert [(t.transcript, t.reply_text) for t in turns] == [(None, "Hi."), ("tell me more", "Sure.")]
+
+
+async def test_a_model_text_holding_nul_is_sent_as_it_is_stored(inline_store: InlineStore) -> None:
+    """NUL (the tiny models emit it) becomes U+FFFD as it arrives: the client is sent what the store keeps."""
+    lm = FakeAudioLM([["a\x00", "b"]], transcripts=["\x00hi"])
+    log = EventLog()
+    conversation = await open_conversation(inline_store, lm, log)
+    say(conversation)
+    await log.wait_for("transcript", 1)
+    await conversation.close()
+
+    assert [e.text for e in log.of("reply_delta")] == ["a\ufffd", "b"]  # type: ignore[attr-defined]
+    assert log.of("reply_done")[0].text == "a\ufffdb"  # type: ignore[attr-defined]
+    assert log.of("transcript")[0].text == "\ufffdhi"  # type: ignore[attr-defined]
+    (stored,) = (await inline_store.get_session(conversation.session_id)).turns
+    assert (stored.reply_text, stored.transcript) == ("a\ufffdb", "\ufffdhi")
+
+
+async def test_a_speculative_reply_whose_backend_breaks_ends_in_an_error_not_a_hang(
+    inline_store: InlineStore, unretrieved: list[dict[str, Any]]
+) -> None:
+    lm = FakeAudioLM([RuntimeError("a backend bug"), ["Next."]])
+    log = EventLog()
+    conversation = await open_conversation(inline_store, lm, log)
+    conversation.speech_started()
+    conversation.speech_paused(np.full(8_000, 0.1, np.float32))
+    await settle()
+    conversation.turn_finished(turn())  # adopts the speculation that broke
+    (done,) = await log.wait_for("reply_done", 1)
+    say(conversation)
+    await log.wait_for("reply_done", 2)
+    await conversation.close()
+    assert log.of("error")[0].message == "the reply failed: RuntimeError"  # type: ignore[attr-defined]
+    assert done.text == "" and log.of("reply_done")[1].text == "Next."  # type: ignore[attr-defined]
+
+
+async def test_a_transcript_whose_backend_breaks_leaves_that_turn_without_one(
+    inline_store: InlineStore, unretrieved: list[dict[str, Any]]
+) -> None:
+    class BrokenOnce(FakeAudioLM):
+        async def transcribe(self, audio: Samples) -> str:
+            if not self.transcripts:
+                raise RuntimeError("a backend bug")
+            return await super().transcribe(audio)
+
+    lm = BrokenOnce([["Hi."], ["Sure."]])
+    log = EventLog()
+    conversation = await open_conversation(inline_store, lm, log)
+    say(conversation)
+    await log.wait_for("reply_done", 1)
+    await settle()
+    lm.transcripts.append("tell me more")
+    say(conversation)
+    (transcript,) = await log.wait_for("transcript", 1)
+    await conversation.close()
+    assert transcript.turn == 1 and log.of("error") == []  # type: ignore[attr-defined]

@@ -14,12 +14,12 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
-    String,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from voice_assistant.history.text import StorableString, StorableText
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -48,7 +48,7 @@ class Base(DeclarativeBase):
 class SessionRow(Base):
     __tablename__ = "sessions"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(StorableString(64), primary_key=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(index=True)
     turns: Mapped[list[TurnRow]] = relationship(
@@ -66,13 +66,13 @@ class TurnRow(Base):
     audio: Mapped[bytes] = deferred(mapped_column(LargeBinary))
     """FLAC, 16 kHz mono."""
     audio_seconds: Mapped[float]
-    transcript: Mapped[str | None] = mapped_column(Text)
-    reply_text: Mapped[str | None] = mapped_column(Text)
+    transcript: Mapped[str | None] = mapped_column(StorableText)
+    reply_text: Mapped[str | None] = mapped_column(StorableText)
     """The reply as generated and delivered (what `reply_done` carried)."""
-    heard_text: Mapped[str | None] = mapped_column(Text)
+    heard_text: Mapped[str | None] = mapped_column(StorableText)
     """What the user heard of a spoken reply (all of it, or up to where they cut in); null when not spoken."""
     interrupted: Mapped[bool] = mapped_column(default=False)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(StorableText)
     speech_start: Mapped[datetime]
     speech_end: Mapped[datetime]
     turn_ended_at: Mapped[datetime]
@@ -89,7 +89,7 @@ class CallerRow(Base):
 
     __tablename__ = "callers"
 
-    caller_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    caller_hash: Mapped[str] = mapped_column(StorableString(64), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
 
 
@@ -98,7 +98,7 @@ class CallTokenRow(Base):
 
     __tablename__ = "call_tokens"
 
-    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token: Mapped[str] = mapped_column(StorableString(64), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     issued_at: Mapped[datetime]
     spent_at: Mapped[datetime | None]
@@ -109,5 +109,5 @@ class SecretRow(Base):
 
     __tablename__ = "secrets"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(StorableString(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)

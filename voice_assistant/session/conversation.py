@@ -6,7 +6,9 @@ interrupts it through that one handle without touching the commit of any turn: a
 stored before any of its reply is sent, and the reply (complete, interrupted, failed or timed out) is
 stored once, when it ends, with what was generated and what was heard. A reply may have started
 speculatively at the pause that ended the turn; it is adopted then, or discarded without a trace when
-the user speaks on.
+the user speaks on. A store call that fails is an `error` event (see store_failures.py) and the session
+goes on: a turn that could not be stored gets no reply, a reply that could not be stored still ends in
+its `reply_done`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from voice_assistant.model.base import AudioLM
 from voice_assistant.session.reply import Reply, ReplyEnd
 from voice_assistant.session.speculation import Speculation
 from voice_assistant.session.speech import Voice
+from voice_assistant.session.store_failures import store_failure
 from voice_assistant.session.transcripts import Transcriber
 from voice_assistant.session.window import Window, WindowPolicy, build_window
 from voice_assistant.turn.taker import CompletedTurn
@@ -42,6 +45,8 @@ class _Pending:
     speech_epoch: int
     """How many times speech had started when the turn ended; a later start means the user went on."""
     speculation: Speculation | None
+    announced: int
+    """The index its `turn_started` gave it (the store gives the index it commits under)."""
 
 
 class Conversation:
@@ -82,7 +87,7 @@ class Conversation:
         self._speculation: Speculation | None = None
         self._closing = False
         self._transcriber = (
-            Transcriber(session_id=session_id, store=store, model=model, publish=publish)
+            Transcriber(session_id=session_id, store=store, model=model, publish=publish, metrics=metrics)
             if transcripts
             else None
         )
@@ -110,7 +115,7 @@ class Conversation:
 
     def turn_finished(self, turn: CompletedTurn) -> None:
         speculation, self._speculation = self._speculation, None
-        self._queue.put_nowait(_Pending(turn, self._speech_epoch, speculation))
+        self._queue.put_nowait(_Pending(turn, self._speech_epoch, speculation, self._next_index - 1))
 
     async def say(self, text: str, label: str) -> None:
         """Speak a fixed text that is no reply (a greeting); the user's speech silences it too."""
@@ -148,11 +153,9 @@ class Conversation:
             self._busy = True
             try:
                 await self._answer(pending)
-            except VoiceAssistantError as exc:
-                self._report(str(exc), stage="turn")
-            except Exception as exc:  # the store failed: report it and keep the session alive
+            except Exception as exc:  # a bug: this turn fails, the session goes on
                 logger.exception("turn failed", extra={"session": self.session_id})
-                self._report(f"the turn could not be stored: {type(exc).__name__}", stage="store")
+                self._report(f"the turn failed: {type(exc).__name__}", stage="turn")
             finally:
                 self._busy = False
             self._model_free()
@@ -174,26 +177,50 @@ class Conversation:
         )
         return build_window(self._policy, past, audio)
 
-    async def _answer(self, pending: _Pending) -> None:
+    async def _commit(self, pending: _Pending) -> tuple[int, Window, Speculation | None] | None:
+        """Read the turn's window and store the turn: its index, its window and the speculation still
+        usable; None when the store failed (reported, and the speculation stopped)."""
         turn, speculation = pending.turn, pending.speculation
-        window: Window | None = None
-        if speculation is not None:
-            try:
-                window = await speculation.window
-            except (asyncio.CancelledError, VoiceAssistantError):
-                speculation = None
-        if window is None:
-            window = await self._window_for(turn.audio)
-        index = await self._store.add_turn(
-            self.session_id,
-            NewTurn(
-                audio=turn.audio,
-                speech_start=turn.speech_start,
-                speech_end=turn.speech_end,
-                turn_ended_at=turn.decided_at,
-                context={**window.context, "end": str(turn.reason), "speculative": speculation is not None},
-            ),
-        )
+        try:
+            window: Window | None = None
+            if speculation is not None:
+                try:
+                    window = await speculation.window
+                except asyncio.CancelledError:  # discarded, or it could not read the window
+                    speculation = None
+            if window is None:
+                window = await self._window_for(turn.audio)
+            context = {**window.context, "end": str(turn.reason), "speculative": speculation is not None}
+            index = await self._store.add_turn(
+                self.session_id,
+                NewTurn(
+                    audio=turn.audio,
+                    speech_start=turn.speech_start,
+                    speech_end=turn.speech_end,
+                    turn_ended_at=turn.decided_at,
+                    context=context,
+                ),
+            )
+        except Exception as exc:
+            if speculation is not None:
+                speculation.cancel()
+            # Not stored, so the store gives its index to the next turn: announce that one under it too.
+            self._next_index -= 1
+            if isinstance(exc, VoiceAssistantError):  # the session was deleted meanwhile
+                self._report(str(exc), stage="turn", turn=pending.announced)
+            else:
+                self._publish(self._store_failure("the turn could not be stored", exc, pending.announced))
+            return None
+        return index, window, speculation
+
+    def _store_failure(self, what: str, error: Exception, turn: int) -> ErrorRaised:
+        return store_failure(what, error, metrics=self._metrics, session_id=self.session_id, turn=turn)
+
+    async def _answer(self, pending: _Pending) -> None:
+        committed = await self._commit(pending)
+        if committed is None:
+            return
+        turn, (index, window, speculation) = pending.turn, committed
         committed_at = self._clock()
         if self._transcriber is not None:
             self._transcriber.add(index, turn.audio)
@@ -273,7 +300,7 @@ class Conversation:
         )
         # Shielded: a second cancellation (shutdown) must not lose what was already said.
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(self._store.finish_reply(self.session_id, index, outcome))
+            await asyncio.shield(self._store_reply(index, outcome))
         self._publish(
             ReplyDone(
                 turn=index, text=end.text, heard=end.heard, interrupted=end.interrupted, timings=timings
@@ -281,3 +308,10 @@ class Conversation:
         )
         if self._transcriber is not None:
             self._transcriber.replied(index)
+
+    async def _store_reply(self, index: int, outcome: ReplyOutcome) -> None:
+        """The reply's one write; when it fails, the client still gets its `reply_done`, after the error."""
+        try:
+            await self._store.finish_reply(self.session_id, index, outcome)
+        except Exception as exc:
+            self._publish(self._store_failure("the reply could not be stored", exc, index))

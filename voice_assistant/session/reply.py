@@ -19,6 +19,7 @@ from datetime import datetime
 from voice_assistant.clock import Clock
 from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.events import Publish, ReplyDelta
+from voice_assistant.history.text import storable
 from voice_assistant.session.speech import Utterance
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,8 @@ class Reply:
 
     async def _generate(self) -> None:
         try:
-            async for delta in self._source:
+            async for generated in self._source:
+                delta = storable(generated)  # sent, spoken and stored alike (history/text.py)
                 await self._going.wait()
                 if self._first_delta_at is None:
                     self._first_delta_at = self._clock()

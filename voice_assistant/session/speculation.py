@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.model.base import AudioLM
 from voice_assistant.session.window import Window
 
@@ -19,21 +18,23 @@ _END = None
 
 class Speculation:
     def __init__(self, model: AudioLM, window: Callable[[], Awaitable[Window]]) -> None:
-        self._deltas: asyncio.Queue[str | VoiceAssistantError | None] = asyncio.Queue()
+        self._deltas: asyncio.Queue[str | Exception | None] = asyncio.Queue()
         self.window: asyncio.Future[Window] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(model, window))
 
     async def _run(self, model: AudioLM, window: Callable[[], Awaitable[Window]]) -> None:
         try:
             built = await window()
-        except Exception as exc:
-            self.window.set_exception(exc)
+        except Exception:
+            # Void, not failed: a turn that ends here reads its window again (and reports a failure then),
+            # and a discarded speculation leaves no exception that nobody retrieves.
+            self.window.cancel()
             return
         self.window.set_result(built)
         try:
             async for delta in model.stream_reply(built.messages):
                 self._deltas.put_nowait(delta)
-        except VoiceAssistantError as exc:
+        except Exception as exc:  # the adopted reply raises it (a backend bug too: it must not hang)
             self._deltas.put_nowait(exc)
         self._deltas.put_nowait(_END)
 
@@ -41,7 +42,7 @@ class Speculation:
         """What was generated so far, then the rest as it comes (for the adopted reply)."""
         try:
             while (item := await self._deltas.get()) is not _END:
-                if isinstance(item, VoiceAssistantError):
+                if isinstance(item, Exception):
                     raise item
                 yield item
         finally:

@@ -20,8 +20,9 @@ from voice_assistant.audio.pcm import Samples
 from voice_assistant.audio.resample import StreamResampler, resample
 from voice_assistant.clock import utc_now
 from voice_assistant.metrics import Metrics
-from voice_assistant.session.pipeline import Pipelines
+from voice_assistant.session.pipeline import Pipelines, SessionPipeline
 from voice_assistant.session.sink import Playout
+from voice_assistant.session.store_failures import store_failure
 from voice_assistant.transport import twilio
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 FRAME_BYTES = TELEPHONE_RATE // 50
 """20 ms of 8 kHz mu-law: what each outgoing media message carries, as Twilio's own do."""
 MULAW_SILENCE = b"\xff"
-POLICY_VIOLATION, MESSAGE_TOO_BIG = 1008, 1009
+POLICY_VIOLATION, MESSAGE_TOO_BIG, INTERNAL_ERROR = 1008, 1009, 1011
 MAX_GARBAGE_IN_A_ROW = 50
 
 
@@ -97,11 +98,22 @@ class PhoneCall:
         start = await self._await_start()
         if start is None:
             return
-        session_id = await self._spend_token(start.start.custom_parameters.get("token", ""))
-        if session_id is None or not self._pipelines.can_speak:
+        sink = TwilioSink(start.start.stream_sid)
+        try:
+            session_id = await self._spend_token(start.start.custom_parameters.get("token", ""))
+            pipeline = (
+                await self._pipelines.open(session_id, publish=lambda _event: None, sink=sink)
+                if session_id is not None and self._pipelines.can_speak
+                else None
+            )
+        except Exception as exc:  # the store is away: this call ends, the next works once it is back
+            store_failure("the call could not be started", exc, metrics=self._metrics, session_id=None)
+            await self._socket.close(INTERNAL_ERROR, "the assistant cannot take this call right now")
+            return
+        if pipeline is None:
             await self._socket.close(POLICY_VIOLATION, "a valid, unused call token is required")
             return
-        await self._converse(session_id, start.start.stream_sid)
+        await self._converse(pipeline, sink)
 
     async def _await_start(self) -> twilio.Start | None:
         """Skips `connected` (and garbage); anything else before `start` closes the stream."""
@@ -133,10 +145,9 @@ class PhoneCall:
         self._garbage_in_a_row = 0
         return message
 
-    async def _converse(self, session_id: str, stream_sid: str) -> None:
-        sink = TwilioSink(stream_sid)
+    async def _converse(self, pipeline: SessionPipeline, sink: TwilioSink) -> None:
+        session_id, stream_sid = pipeline.session_id, sink.stream_sid
         writer = asyncio.create_task(self._write(sink))
-        pipeline = await self._pipelines.open(session_id, publish=lambda _event: None, sink=sink)
         logger.info("call started", extra={"session": session_id, "stream": stream_sid})
         try:
             with self._metrics.live_calls.held():

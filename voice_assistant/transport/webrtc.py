@@ -28,6 +28,7 @@ from voice_assistant.events import ErrorRaised, Event
 from voice_assistant.metrics import Metrics
 from voice_assistant.session.pipeline import Pipelines, SessionPipeline
 from voice_assistant.session.sink import Playout
+from voice_assistant.session.store_failures import store_failure
 
 logger = logging.getLogger(__name__)
 
@@ -109,26 +110,43 @@ class VoiceHandler(AsyncStreamHandler):
 
     async def start_up(self) -> None:
         connections = self._connections
-        session_id = connections.bound_session(get_current_context().webrtc_id)
-        if session_id is None:
-            await self.wait_for_args()
-            # fastrtc puts the WebRTC value before the UI inputs, behind a marker when it is a bare id.
-            args = self.latest_args
-            self._ui = connections.ui()
-            session_id = await self._ui.session(args[2:] if args[0] == "__webrtc_value__" else args[1:])
-        # Without a speech engine the browser still gets every reply as text.
-        speaks = connections.speak and connections.pipelines.can_speak
-        self._pipeline = await connections.pipelines.open(
-            session_id, publish=self._publish, sink=self if speaks else None
-        )
+        try:
+            session_id = await self._session_id_of_connection()
+            # Without a speech engine the browser still gets every reply as text.
+            speaks = connections.speak and connections.pipelines.can_speak
+            self._pipeline = await connections.pipelines.open(
+                session_id, publish=self._publish, sink=self if speaks else None
+            )
+        except Exception as exc:
+            # The store is away: the client is told, and this connection stays without a session (its
+            # audio is dropped); a new one works once the database is back.
+            self._store_failed("the session could not be opened", exc, None)
+            return
         self.live.add(self)
         self._live.enter_context(connections.metrics.live_sessions.held())
         logger.info("connection opened", extra={"session": session_id})
         if self._ui is not None:
-            self._outbox.put_nowait(await self._ui.opened(session_id))
+            try:
+                self._outbox.put_nowait(await self._ui.opened(session_id))
+            except Exception as exc:  # the session works; only its past turns are not shown
+                self._store_failed("the session's history could not be read", exc, session_id)
         pending, self._pending = self._pending, []
         for arrived, rate, array in pending:
             self._consume(rate, array, arrived)
+
+    async def _session_id_of_connection(self) -> str:
+        session_id = self._connections.bound_session(get_current_context().webrtc_id)
+        if session_id is None:
+            await self.wait_for_args()
+            # fastrtc puts the WebRTC value before the UI inputs, behind a marker when it is a bare id.
+            args = self.latest_args
+            self._ui = self._connections.ui()
+            session_id = await self._ui.session(args[2:] if args[0] == "__webrtc_value__" else args[1:])
+        return session_id
+
+    def _store_failed(self, what: str, error: Exception, session_id: str | None) -> None:
+        metrics = self._connections.metrics
+        self._publish(store_failure(what, error, metrics=metrics, session_id=session_id))
 
     # -- audio in
 

@@ -70,7 +70,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app = FastAPI(title="voice-assistant", lifespan=lifespan)
     app.state.assistant = assistant
     app.state.stream = stream
-    install_error_handlers(app)
+    install_error_handlers(app, assistant.metrics)
     app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
     app.include_router(offer_router(assistant, stream, ConnectionLimits(settings, live=stream.pcs), bindings))
     app.include_router(api_router(assistant))

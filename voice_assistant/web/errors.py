@@ -5,8 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from voice_assistant.errors import UnknownSession
+from voice_assistant.metrics import Metrics
+from voice_assistant.session.store_failures import store_failure
+
+STORE_RETRY_AFTER_S = 5
+"""What a client refused because the store failed is told to wait before it tries again."""
 
 
 class ApiError(HTTPException):
@@ -14,7 +20,7 @@ class ApiError(HTTPException):
         super().__init__(status_code=status, detail=message, headers=headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
@@ -22,6 +28,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnknownSession)
     async def _unknown(_: Request, exc: UnknownSession) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=404)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _store_failed(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+        """The database is away (or refused the request): 503, which clients retry, not a bare 500."""
+        event = store_failure("the store failed", exc, metrics=metrics, session_id=None)
+        headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
+        return JSONResponse({"error": event.message}, status_code=503, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

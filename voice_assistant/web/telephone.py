@@ -12,6 +12,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from voice_assistant.assistant import Assistant
 from voice_assistant.clock import utc_now
+from voice_assistant.session.store_failures import store_failure
 from voice_assistant.transport.phone import PhoneCall
 from voice_assistant.web.errors import ApiError
 
@@ -49,6 +50,16 @@ def telephone_router(assistant: Assistant) -> APIRouter:
                 raise ApiError(403, "missing or invalid X-Twilio-Signature")
         return form
 
+    async def call_token(caller: str) -> str:
+        """The one-time token of a new call's stream, for the caller's session (or a new one)."""
+        if settings.phone.sessions == "per-caller" and caller:
+            session_id = await assistant.store.caller_session(
+                await assistant.store.caller_hash(caller), now=utc_now()
+            )
+        else:
+            session_id = await assistant.new_session()
+        return await assistant.store.issue_call_token(session_id, now=utc_now())
+
     @router.post("/telephone/incoming")
     async def incoming(request: Request) -> Response:
         form = await verified_form(request)
@@ -56,14 +67,11 @@ def telephone_router(assistant: Assistant) -> APIRouter:
             return _refusal(UNAVAILABLE)
         if assistant.metrics.live_calls.value >= settings.phone.max_calls:
             return _refusal(BUSY)
-        caller = form.get("From", "")
-        if settings.phone.sessions == "per-caller" and caller:
-            session_id = await assistant.store.caller_session(
-                await assistant.store.caller_hash(caller), now=utc_now()
-            )
-        else:
-            session_id = await assistant.new_session()
-        token = await assistant.store.issue_call_token(session_id, now=utc_now())
+        try:
+            token = await call_token(form.get("From", ""))
+        except Exception as exc:  # the store is away: a polite refusal, not Twilio's "application error"
+            store_failure("the call could not be answered", exc, metrics=assistant.metrics, session_id=None)
+            return _refusal(UNAVAILABLE)
         base = urlsplit(public(request))
         stream_url = urlunsplit(
             ("wss" if base.scheme == "https" else "ws", base.netloc, base.path + STREAM_PATH, "", "")
