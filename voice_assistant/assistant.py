@@ -48,7 +48,7 @@ class Assistant:
         self.store = HistoryStore(settings.storage.resolved_database_url)
         self.vad = SileroModel()
         self.leases = Leases(self.store, ttl_s=settings.storage.lease_ttl_s)
-        self.hub = EventHub()
+        self.hub = EventHub.for_database(settings.storage.resolved_database_url)
         self.metrics = Metrics()
         self.pipelines = Pipelines(store=self.store, hub=self.hub, metrics=self.metrics)
         self._model_loader = model_loader
@@ -68,6 +68,7 @@ class Assistant:
         """Load and warm up the VAD and the model, then mark the server ready."""
         settings = self.settings
         self.leases.start()
+        self.hub.start()
         try:
             turns = settings.turns
             end_of_turn = await asyncio.to_thread(load_end_of_turn, turns.end_of_turn, turns.smart_turn_path)
@@ -119,6 +120,7 @@ class Assistant:
         if self._model is not None:
             await self._model.aclose()
         await self.leases.close()
+        await self.hub.close()
         self.store.close()
 
     async def new_session(self) -> str:
