@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import MetaData
 
 from tests.fakes import InlineStore
+from tests.support.postgres import fresh_database
 from tests.support.servers import Servers
 from voice_assistant.history.database import make_engine
 from voice_assistant.history.store import HistoryStore
@@ -107,3 +108,13 @@ def inline_store() -> Iterator[InlineStore]:
     history = InlineStore()
     yield history
     history.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for the module, dropped after it; skipped without one."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL here (set VA_TEST_POSTGRES_URL): several instances need one to share")
+    with fresh_database(url) as database:
+        yield database

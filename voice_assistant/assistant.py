@@ -13,6 +13,7 @@ from voice_assistant.audio.pcm import MODEL_RATE
 from voice_assistant.clock import utc_now
 from voice_assistant.config import Settings
 from voice_assistant.errors import VoiceAssistantError
+from voice_assistant.history.leases import Leases
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
@@ -46,7 +47,8 @@ class Assistant:
         self.settings = settings
         self.store = HistoryStore(settings.storage.resolved_database_url)
         self.vad = SileroModel()
-        self.hub = EventHub()
+        self.leases = Leases(self.store, ttl_s=settings.storage.lease_ttl_s)
+        self.hub = EventHub.for_database(settings.storage.resolved_database_url)
         self.metrics = Metrics()
         self.pipelines = Pipelines(store=self.store, hub=self.hub, metrics=self.metrics)
         self._model_loader = model_loader
@@ -65,6 +67,8 @@ class Assistant:
     async def start(self) -> None:
         """Load and warm up the VAD and the model, then mark the server ready."""
         settings = self.settings
+        self.leases.start()
+        self.hub.start()
         try:
             turns = settings.turns
             end_of_turn = await asyncio.to_thread(load_end_of_turn, turns.end_of_turn, turns.smart_turn_path)
@@ -115,6 +119,8 @@ class Assistant:
     async def close(self) -> None:
         if self._model is not None:
             await self._model.aclose()
+        await self.leases.close()
+        await self.hub.close()
         self.store.close()
 
     async def new_session(self) -> str:

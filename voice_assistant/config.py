@@ -308,6 +308,12 @@ class WebSettings(_Group):
 class StorageSettings(_Group):
     data_dir: Path = Field(default=Path.home() / ".local" / "share" / "voice-assistant")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in data_dir.")
+    lease_ttl_s: float = Field(
+        default=30.0,
+        ge=1.0,
+        description="How long an instance's share of the common limits (open connections per site key, "
+        "calls) outlives it when it dies; it renews them every third of this.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

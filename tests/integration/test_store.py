@@ -11,6 +11,7 @@ import pytest
 
 from voice_assistant.audio.codec import decode
 from voice_assistant.errors import UnknownSession
+from voice_assistant.history.limits import RATE_WINDOW, Rate
 from voice_assistant.history.store import HistoryStore, NewTurn, ReplyOutcome
 
 pytestmark = pytest.mark.integration
@@ -195,3 +196,20 @@ async def test_an_id_holding_nul_is_simply_unknown(store: HistoryStore) -> None:
         await store.get_session("\x00" * 32)
     assert await store.spend_call_token("to\x00ken", now=T0, ttl=timedelta(seconds=60)) is None
     assert await store.turn_count("\ud800") == 0
+
+
+async def test_instances_racing_for_the_last_places_never_pass_a_limit(store: HistoryStore) -> None:
+    """Eight at once, each in its own transaction on its own connection, as eight instances would be."""
+    expires = T0 + timedelta(seconds=30)
+    taken = await asyncio.gather(
+        *(
+            store.take_lease("site:k", holder=f"instance-{i}", name="c", expires_at=expires, now=T0, limit=3)
+            for i in range(8)
+        )
+    )
+    assert taken.count(None) == 3 and set(taken) == {None, 3}
+    rate = Rate("address:10.0.0.1", 3, RATE_WINDOW)
+    hits = await asyncio.gather(*(store.hit([rate], now=T0) for _ in range(8)))
+    assert hits.count(None) == 3
+    assert all(refused is None or refused.retry_after_s == 60 for refused in hits)
+    assert await store.hit([rate], now=T0 + RATE_WINDOW) is None  # the window moved on

@@ -22,15 +22,20 @@ class Servers:
         self._started: list[ServerProcess] = []
 
     def start(
-        self, name: str, env: Mapping[str, str] | None = None, *, public_url: bool = False
+        self,
+        name: str,
+        env: Mapping[str, str] | None = None,
+        *,
+        public_url: bool = False,
+        timeout: float = 120.0,
     ) -> ServerProcess:
         """A ready server with `env` on top of what every server runs with; `public_url`: it announces its
-        own address as VA_PUBLIC_URL (webhooks that must point back at it)."""
+        own address as VA_PUBLIC_URL (webhooks that must point back at it); `timeout`: for it to be ready."""
         process = ServerProcess(self._folders.mktemp(name), env=dict(env or {}))
         if public_url:
             process.env["VA_PUBLIC_URL"] = process.url
         self._started.append(process)
-        process.start()
+        process.start(timeout=timeout)
         return process
 
     def stop_all(self) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from tests.fakes import FakeClock, InlineStore
 from voice_assistant.config import Settings
+from voice_assistant.history.leases import Leases
 from voice_assistant.web.errors import ApiError
 from voice_assistant.web.sites import ConnectionLimits, SiteRefused, Sites
 from voice_assistant.web.widget import STATIC
@@ -68,39 +71,60 @@ def request(address: str, site_key: str | None) -> Request:
     return Request({"type": "http", "client": (address, 40000), "state": {"site_key": site_key}})
 
 
-def test_new_connections_are_limited_per_address_and_per_key() -> None:
-    limits = ConnectionLimits(
-        Settings(offers_per_minute_per_address=2, offers_per_minute_per_key=2), live=set()
-    )
-    limits.admit(request("10.0.0.1", None))
-    limits.admit(request("10.0.0.1", "shop"))
+def limits_on(
+    store: InlineStore, clock: FakeClock, live: Container[str] = (), **settings: int
+) -> ConnectionLimits:
+    leases = Leases(store, ttl_s=30, clock=clock)
+    return ConnectionLimits(Settings(**settings), store=store, leases=leases, live=live, clock=clock)
+
+
+async def test_new_connections_are_limited_per_address_and_per_key(inline_store: InlineStore) -> None:
+    clock = FakeClock()
+    limits = limits_on(inline_store, clock, offers_per_minute_per_address=2, offers_per_minute_per_key=2)
+    await limits.admit(request("10.0.0.1", None))
+    clock.advance(20)
+    await limits.admit(request("10.0.0.1", "shop"))
     with pytest.raises(ApiError) as refused:
-        limits.admit(request("10.0.0.1", None))
+        await limits.admit(request("10.0.0.1", None))
     assert refused.value.status_code == 429 and "from this address" in str(refused.value.detail)
-    assert refused.value.headers is not None and 1 <= int(refused.value.headers["Retry-After"]) <= 60
+    # A moving window: the first of the two leaves it 40 s from now.
+    assert refused.value.headers == {"Retry-After": "40"}
 
-    limits.admit(request("10.0.0.2", "shop"))
+    await limits.admit(request("10.0.0.2", "shop"))
     with pytest.raises(ApiError, match="this site key") as by_key:
-        limits.admit(request("10.0.0.3", "shop"))  # a fresh address, but the key's third this minute
+        await limits.admit(request("10.0.0.3", "shop"))  # a fresh address, but the key's third this minute
     assert by_key.value.status_code == 429
-    limits.admit(request("10.0.0.3", "partner"))
+    await limits.admit(request("10.0.0.3", "partner"))
+    clock.advance(40)
+    await limits.admit(request("10.0.0.1", None))  # the window moved on
 
 
-def test_a_site_key_holds_so_many_open_connections_and_a_closed_one_frees_its_place() -> None:
+async def test_the_limits_are_the_databases_shared_by_every_instance(inline_store: InlineStore) -> None:
+    clock = FakeClock()
+    a, b = (limits_on(inline_store, clock, offers_per_minute_per_address=2) for _ in range(2))
+    await a.admit(request("10.0.0.1", None))
+    await b.admit(request("10.0.0.1", None))
+    with pytest.raises(ApiError, match="from this address"):
+        await a.admit(request("10.0.0.1", None))
+
+
+async def test_a_site_key_holds_so_many_open_connections_and_a_closed_one_frees_its_place(
+    inline_store: InlineStore,
+) -> None:
     live: set[str] = set()
-    limits = ConnectionLimits(Settings(max_connections_per_key=2), live=live)
+    limits = limits_on(inline_store, FakeClock(), live, max_connections_per_key=2)
     for webrtc_id in ("a", "b"):
-        limits.hold(request("10.0.0.1", "shop"), webrtc_id)
+        await limits.hold(request("10.0.0.1", "shop"), webrtc_id)
         live.add(webrtc_id)  # what fastrtc does when it creates the connection
     with pytest.raises(ApiError, match="2 connections open") as full:
-        limits.admit(request("10.0.0.9", "shop"))
+        await limits.admit(request("10.0.0.9", "shop"))
     assert full.value.status_code == 503
     with pytest.raises(ApiError, match="2 connections open"):
-        limits.hold(request("10.0.0.9", "shop"), "c")
-    limits.hold(request("10.0.0.1", "partner"), "p")  # another key
-    limits.hold(request("10.0.0.1", None), "n")  # no key: only the server's overall limit applies
+        await limits.hold(request("10.0.0.9", "shop"), "c")
+    await limits.hold(request("10.0.0.1", "partner"), "p")  # another key
+    await limits.hold(request("10.0.0.1", None), "n")  # no key: only the server's overall limit applies
     live.discard("a")  # closed
-    limits.hold(request("10.0.0.1", "shop"), "c")
+    await limits.hold(request("10.0.0.1", "shop"), "c")
 
 
 def test_the_demo_page_in_assets_is_the_packaged_one() -> None:

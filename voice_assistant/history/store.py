@@ -14,6 +14,7 @@ from voice_assistant.audio.codec import decode, encode_flac
 from voice_assistant.audio.pcm import MODEL_RATE
 from voice_assistant.errors import UnknownSession
 from voice_assistant.history.callers import CallerDirectory
+from voice_assistant.history.limits import LimitBook
 from voice_assistant.history.records import (
     NewTurn,
     PastTurn,
@@ -28,9 +29,9 @@ from voice_assistant.history.tables import SessionRow, TurnRow
 __all__ = ["HistoryStore", "NewTurn", "PastTurn", "ReplyOutcome", "SessionRecord", "TurnRecord"]
 
 
-class HistoryStore(CallerDirectory):
-    """Sessions and their turns (and, from CallerDirectory, the phone callers); opening one upgrades the
-    database's schema to this release's head."""
+class HistoryStore(CallerDirectory, LimitBook):
+    """Sessions and their turns (and, from CallerDirectory, the phone callers; from LimitBook, the limits
+    that instances share); opening one upgrades the database's schema to this release's head."""
 
     # -- sessions
 

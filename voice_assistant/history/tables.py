@@ -1,4 +1,5 @@
-"""The schema: sessions and their turns (the user's audio, the reply, the timestamps).
+"""The schema: sessions and their turns (the user's audio, the reply, the timestamps), the phone callers,
+and what several instances on one database count together (rate-limit hits, leases).
 
 A change here needs a revision in migrations/versions/ (see migrate.py)."""
 
@@ -12,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     UniqueConstraint,
@@ -111,3 +113,35 @@ class SecretRow(Base):
 
     name: Mapped[str] = mapped_column(StorableString(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RateHitRow(Base):
+    """One admitted request in a rate limit's moving window; rows older than the window are pruned."""
+
+    __tablename__ = "rate_hits"
+    __table_args__ = (Index("ix_rate_hits_bucket_at", "bucket", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(StorableString(255))
+    """What is limited: `address:<client address>`, `key:<site key>`."""
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LeaseRow(Base):
+    """Something open on one instance that every instance counts (a site key's connection, a phone call):
+    its holder renews `expires_at` while it lasts, so the leases of an instance that died run out alone."""
+
+    __tablename__ = "leases"
+    __table_args__ = (
+        UniqueConstraint("holder", "name", name="uq_lease_holder_name"),
+        Index("ix_leases_pool_expires_at", "pool", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pool: Mapped[str] = mapped_column(StorableString(255))
+    """What is counted: `site:<site key>`, `calls`."""
+    holder: Mapped[str] = mapped_column(StorableString(64))
+    """The instance (process) that holds it."""
+    name: Mapped[str] = mapped_column(StorableString(255))
+    """The holder's own name for it (a connection id, a call token): unique per holder."""
+    expires_at: Mapped[datetime] = mapped_column(index=True)

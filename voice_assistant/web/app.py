@@ -72,7 +72,8 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.state.stream = stream
     install_error_handlers(app, assistant.metrics)
     app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
-    app.include_router(offer_router(assistant, stream, ConnectionLimits(settings, live=stream.pcs), bindings))
+    limits = ConnectionLimits(settings, store=assistant.store, leases=assistant.leases, live=stream.pcs)
+    app.include_router(offer_router(assistant, stream, limits, bindings))
     app.include_router(api_router(assistant))
     app.include_router(telephone_router(assistant))
     app.include_router(widget_router())

@@ -76,7 +76,7 @@ def offer_router(
         _require_audio(parsed.sdp)
         if not assistant.ready.is_set():
             raise ApiError(503, "the server is starting: the model is not ready yet")
-        limits.admit(request)
+        await limits.admit(request)
         if parsed.session_id:
             if not await assistant.store.session_exists(parsed.session_id):
                 raise ApiError(404, "unknown session")
@@ -86,7 +86,7 @@ def offer_router(
         if parsed.webrtc_id in stream.pcs or parsed.webrtc_id in bindings:
             raise ApiError(409, f"connection {parsed.webrtc_id} already exists")
 
-        limits.hold(request, parsed.webrtc_id)
+        await limits.hold(request, parsed.webrtc_id)
         bindings.bind(parsed.webrtc_id, session_id)
         try:
             answer = await stream.handle_offer(

@@ -6,26 +6,26 @@ before. A page on any other origin must present a site key (`X-Site-Key`) whose 
 on `/webrtc/offer` and `/api/...`; only those origins get CORS headers there. A site key is not a secret
 (it sits in the page's HTML): it names a site, and its origins are what keep other sites out.
 
-New connections are limited per client address and per site key (moving window, in this process's
-memory: the limits are per instance), and the connections open at once per site key.
+New connections are limited per client address and per site key (moving window), and the connections
+open at once per site key: counted in the database (history/limits.py), so they hold across every instance
+on it.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Collection, Container, Mapping, Sequence
 from typing import Final
 
-from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from voice_assistant.clock import Clock, utc_now
 from voice_assistant.config import Settings, normalized_origin
+from voice_assistant.history.leases import Leases
+from voice_assistant.history.limits import RATE_WINDOW, LimitBook, Rate, bucket
 from voice_assistant.web.errors import ApiError
 
 SITE_KEY_HEADER: Final = "X-Site-Key"
@@ -111,50 +111,62 @@ class SiteGate:
 
 class ConnectionLimits:
     """How many new WebRTC connections a client address and a site key may open per minute, and how
-    many a site key may hold open at once."""
+    many a site key may hold open at once, counted in the database across every instance on it."""
 
-    def __init__(self, settings: Settings, *, live: Container[str]) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._per_address = RateLimitItemPerMinute(settings.web.offers_per_minute_per_address)
-        self._per_key = RateLimitItemPerMinute(settings.web.offers_per_minute_per_key)
-        self._max_open = settings.web.max_connections_per_key
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: LimitBook,
+        leases: Leases,
+        live: Container[str],
+        clock: Clock = utc_now,
+    ) -> None:
+        web = settings.web
+        self._per_address = web.offers_per_minute_per_address
+        self._per_key = web.offers_per_minute_per_key
+        self._max_open = web.max_connections_per_key
+        self._store = store
+        self._leases = leases
         self._live = live
         """Connection ids that are open now (fastrtc's own table, so a closed one leaves by itself)."""
-        self._held: dict[str, set[str]] = {}
+        self._clock = clock
 
-    def admit(self, request: Request) -> None:
+    async def admit(self, request: Request) -> None:
         """Count a new connection: 429 past a rate, 503 when its site key holds all it may."""
         key = _site_key(request)
         address = request.client.host if request.client else "unknown"
-        checks: list[tuple[RateLimitItem, str, str]] = [(self._per_address, "address", address)]
+        rates = [Rate(bucket("address", address), self._per_address, RATE_WINDOW)]
         if key is not None:
-            checks.append((self._per_key, "key", key))
-            self._require_room(key)
-        for limit, kind, name in checks:
-            if not self._limiter.test(limit, kind, name):
-                reset = self._limiter.get_window_stats(limit, kind, name).reset_time
-                raise ApiError(
-                    429,
-                    f"too many new connections from this {'site key' if kind == 'key' else kind}: "
-                    f"at most {limit.amount} a minute",
-                    headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
-                )
-        for limit, kind, name in checks:
-            self._limiter.hit(limit, kind, name)
+            rates.append(Rate(bucket("key", key), self._per_key, RATE_WINDOW))
+            self._require_room(key, await self._leases.count(_pool(key)))
+        refused = await self._store.hit(rates, now=self._clock())
+        if refused is not None:
+            kind = "address" if refused.rate is rates[0] else "site key"
+            raise ApiError(
+                429,
+                f"too many new connections from this {kind}: at most {refused.rate.amount} a minute",
+                headers={"Retry-After": str(max(1, math.ceil(refused.retry_after_s)))},
+            )
 
-    def hold(self, request: Request, webrtc_id: str) -> None:
-        """Count `webrtc_id` as open for its site key. Call it right before the connection is created,
-        with no await in between, so that it is in `live` before anyone counts again."""
+    async def hold(self, request: Request, webrtc_id: str) -> None:
+        """Count `webrtc_id` as open for its site key, for as long as it is in `live`. Create the
+        connection right after, with no await in between, so that it is in `live` before anyone looks."""
         key = _site_key(request)
         if key is not None:
-            self._require_room(key)
-            self._held.setdefault(key, set()).add(webrtc_id)
+            held = await self._leases.take(
+                _pool(key), webrtc_id, limit=self._max_open, alive=lambda: webrtc_id in self._live
+            )
+            if held is not None:
+                self._require_room(key, held)
 
-    def _require_room(self, key: str) -> None:
-        held = {webrtc_id for webrtc_id in self._held.get(key, ()) if webrtc_id in self._live}
-        self._held[key] = held
-        if len(held) >= self._max_open:
-            raise ApiError(503, f"this site has {len(held)} connections open, the most it may: try later")
+    def _require_room(self, key: str, held: int) -> None:
+        if held >= self._max_open:
+            raise ApiError(503, f"this site has {held} connections open, the most it may: try later")
+
+
+def _pool(key: str) -> str:
+    return bucket("site", key)
 
 
 def _site_key(request: Request) -> str | None:

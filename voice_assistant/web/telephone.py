@@ -19,6 +19,8 @@ from voice_assistant.web.errors import ApiError
 STREAM_PATH = "/telephone/stream"
 BUSY = "Sorry, all our lines are busy right now. Please call again in a few minutes. Goodbye."
 UNAVAILABLE = "Sorry, the assistant cannot take calls right now. Please try again later. Goodbye."
+CALLS = "calls"
+"""The lease pool of the calls in progress on every instance (history/leases.py)."""
 
 
 def _twiml(response: VoiceResponse) -> Response:
@@ -65,7 +67,7 @@ def telephone_router(assistant: Assistant) -> APIRouter:
         form = await verified_form(request)
         if not assistant.ready.is_set() or not assistant.pipelines.can_speak:
             return _refusal(UNAVAILABLE)
-        if assistant.metrics.live_calls.value >= settings.phone.max_calls:
+        if await assistant.leases.count(CALLS) >= settings.phone.max_calls:
             return _refusal(BUSY)
         try:
             token = await call_token(form.get("From", ""))
@@ -83,12 +85,19 @@ def telephone_router(assistant: Assistant) -> APIRouter:
         response.append(connect)
         return _twiml(response)
 
-    async def spend_token(token: str) -> str | None:
-        ttl = timedelta(seconds=settings.phone.call_token_ttl_s)
-        return await assistant.store.spend_call_token(token, now=utc_now(), ttl=ttl)
-
     @router.websocket(STREAM_PATH)
     async def stream(websocket: WebSocket) -> None:
+        spent: list[str] = []
+
+        async def spend_token(token: str) -> str | None:
+            """The token's session, the call counted as in progress from here on (on every instance)."""
+            ttl = timedelta(seconds=settings.phone.call_token_ttl_s)
+            session_id = await assistant.store.spend_call_token(token, now=utc_now(), ttl=ttl)
+            if session_id is not None:
+                await assistant.leases.take(CALLS, token, limit=None, alive=lambda: True)
+                spent.append(token)
+            return session_id
+
         call = PhoneCall(
             websocket,
             pipelines=assistant.pipelines,
@@ -96,7 +105,11 @@ def telephone_router(assistant: Assistant) -> APIRouter:
             spend_token=spend_token,
             greeting=settings.phone.greeting,
         )
-        with contextlib.suppress(WebSocketDisconnect):
-            await call.run()
+        try:
+            with contextlib.suppress(WebSocketDisconnect):
+                await call.run()
+        finally:
+            for token in spent:
+                await assistant.leases.release(token)
 
     return router
