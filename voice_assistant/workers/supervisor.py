@@ -174,4 +174,5 @@ def serve(settings: Settings, worker_command: Sequence[str], *, workers: int, lo
     )
     server = _ProxyServer(config, pool, stopping)
     logger.info("%d workers behind http://%s:%d", workers, settings.web.host, settings.web.port)
-    server.run()
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises a captured SIGINT again once stopped
+        server.run()
