@@ -1,6 +1,7 @@
 """`python -m benchmarks load`: N concurrent WebRTC sessions speaking at once, on this machine.
 
-For each N (10, 25, 50 by default) a fresh server (tiny model) takes N real aiortc clients that speak
+For each N (10, 25, 50 by default) and each worker count (`serve --workers`: 1 and 2 by default) a fresh
+server (tiny model) takes N real aiortc clients that speak
 the same two turns at the same moment, in real time. Reported: endpointing under load (true end of
 speech -> `turn_ended` at the client), missed turns, the server's CPU and memory per session, the
 load generator's own CPU (it shares the cores), and audio lost on the way (sent vs received).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import time
@@ -32,8 +34,10 @@ WEBRTC_RATE = 48_000
 
 
 def received_seconds(metrics: str) -> float:
-    line = next(line for line in metrics.splitlines() if line.startswith("va_audio_received_seconds_total"))
-    return float(line.rsplit(" ", 1)[1])
+    """Audio the server has received, summed over its workers (one sample each, labelled)."""
+    name = "va_audio_received_seconds_total"
+    samples = [line for line in metrics.splitlines() if line.startswith((name + " ", name + "{"))]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in samples)
 
 
 async def connect_all(url: str, count: int) -> list[VoiceClient]:
@@ -72,10 +76,11 @@ def delays_of(client: VoiceClient, ends: list[float]) -> tuple[list[float], int]
     return delays, missed
 
 
-async def run_level(sessions: int, data_dir: Path) -> dict[str, Any]:
+async def run_level(sessions: int, data_dir: Path, *, workers: int) -> dict[str, Any]:
     server = ServerProcess(
         data_dir,
         env={
+            "VA_WORKERS": str(workers),
             "VA_MAX_NEW_TOKENS": "8",
             "VA_MAX_SESSIONS": str(sessions + 8),
             # Every client connects from this one address.
@@ -117,6 +122,7 @@ async def run_level(sessions: int, data_dir: Path) -> dict[str, Any]:
         server.stop()
     return {
         "sessions": sessions,
+        "workers": workers,
         "turns": sessions * len(SCRIPT),
         "endpointing_p50_s": float(np.percentile(delays, 50)) if delays else None,
         "endpointing_p95_s": float(np.percentile(delays, 95)) if delays else None,
@@ -133,15 +139,22 @@ async def run_level(sessions: int, data_dir: Path) -> dict[str, Any]:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks load", description=__doc__)
     parser.add_argument("--sessions", default="10,25,50", help="comma-separated session counts")
+    parser.add_argument(
+        "--workers", default="1,2", help="comma-separated worker counts: each level runs on each"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args(argv)
     keep_webrtc_on_loopback()
 
-    levels = run_levels(args.sessions, "sessions", run_level)
+    levels = []
+    for workers in (int(n) for n in args.workers.split(",")):
+        print(f"-- {workers} worker(s)", flush=True)
+        levels += run_levels(args.sessions, "sessions", functools.partial(run_level, workers=workers))
 
     rows = [
         [
             str(level["sessions"]),
+            str(level["workers"]),
             seconds(level["endpointing_p50_s"]),
             seconds(level["endpointing_p95_s"]),
             seconds(level["endpointing_max_s"]),
@@ -156,6 +169,7 @@ def main(argv: list[str]) -> None:
     ]
     header = [
         "sessions",
+        "workers",
         "p50 s",
         "p95 s",
         "max s",

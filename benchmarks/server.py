@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -29,6 +30,17 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants now (a `--workers` server's workers; Linux /proc)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        for task in Path(f"/proc/{tree[index]}/task").glob("*"):
+            with contextlib.suppress(OSError):  # a thread or a process that just ended
+                tree += [int(child) for child in (task / "children").read_text().split()]
+        index += 1
+    return tree
 
 
 def free_port() -> int:
@@ -89,8 +101,9 @@ class ServerProcess:
 
     def environment(self) -> dict[str, str]:
         """The one place a server's environment is made: this process's, what every test and benchmark
-        server runs with, then this server's own `env`."""
-        return {**os.environ, "PYTHONUNBUFFERED": "1", "VA_ICE_ADDRESSES": LOOPBACK, **self.env}
+        server runs with (one process, unless `env` asks for workers), then this server's own `env`."""
+        common = {"PYTHONUNBUFFERED": "1", "VA_ICE_ADDRESSES": LOOPBACK, "VA_WORKERS": "1"}
+        return {**os.environ, **common, **self.env}
 
     def command(self) -> list[str]:
         if self._command is not None:
@@ -111,17 +124,22 @@ class ServerProcess:
             self.process.wait()
 
     def cpu_seconds(self) -> float:
-        """CPU time the server process has used so far (Linux /proc), to tell work from busy waiting."""
+        """CPU time the server's processes (its workers too) have used so far (Linux /proc), to tell
+        work from busy waiting. A worker started again after dying starts from zero."""
         assert self.process is not None, "not started"
-        return process_cpu_seconds(self.process.pid)
+        return sum(process_cpu_seconds(pid) for pid in process_tree(self.process.pid))
 
     def rss_mb(self) -> float:
-        """The server's resident memory (Linux /proc)."""
+        """The resident memory of the server's processes (Linux /proc)."""
         assert self.process is not None, "not started"
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS in /proc")
+        return sum(_rss_mb(pid) for pid in process_tree(self.process.pid))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:] if self.log_path.exists() else ""
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc")

@@ -25,11 +25,28 @@ def _settings(args: argparse.Namespace, flags: tuple[str, ...]) -> Settings:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    settings = _settings(args, SERVE_FLAGS + STORAGE_FLAGS)
+    from voice_assistant.workers import supervisor
+
+    workers = args.workers or supervisor.worker_count(settings)
+    if workers > 1:
+        supervisor.serve(settings, _worker_command(args), workers=workers, log_level=args.log_level.lower())
+        return
+
     from voice_assistant.web.app import create_app
 
-    settings = _settings(args, SERVE_FLAGS + STORAGE_FLAGS)
     app = create_app(settings)
     uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level=args.log_level.lower())
+
+
+def _worker_command(args: argparse.Namespace) -> list[str]:
+    """This `serve` command line for one worker: the same flags, one process, host and port its own."""
+    command = [sys.executable, "-m", "voice_assistant", "--log-level", args.log_level, "serve"]
+    for flag in SERVE_FLAGS + STORAGE_FLAGS:
+        value = getattr(args, flag)
+        if value is not None and flag not in ("host", "port"):
+            command += ["--" + flag.replace("_", "-"), str(value)]
+    return command
 
 
 def _db(args: argparse.Namespace) -> None:
@@ -100,6 +117,12 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="bind address (env VA_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (env VA_PORT, default 7860)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes behind the port (env VA_WORKERS; default: the cores with a remote or tiny "
+        "model, else 1)",
+    )
     _storage_flags(serve)
     serve.add_argument("--device", help="'auto', 'cpu', 'cuda', 'cuda:1' (env VA_DEVICE)")
     serve.add_argument("--min-silence-ms", type=int, help="silence that ends a turn (env VA_MIN_SILENCE_MS)")

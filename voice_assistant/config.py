@@ -272,7 +272,13 @@ class WebSettings(_Group):
         description="https://host the world reaches this server at: its own origin, the phone webhooks' "
         "signed URL and the wss:// stream.",
     )
-    max_sessions: int = Field(default=64, ge=1, description="Concurrent WebRTC connections.")
+    max_sessions: int = Field(default=64, ge=1, description="Concurrent WebRTC connections (per worker).")
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Worker processes behind the one port; default: one per core when the model is remote "
+        "or tiny, else 1 (each worker would load its own copy of a model).",
+    )
     warmup: bool = Field(
         default=True, description="Run the VAD and the model once before /readyz turns true."
     )

@@ -8,9 +8,11 @@ with a `build(directory, seed)` function.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
 import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -32,10 +34,16 @@ def cached_tiny_model(cache_dir: Path, family: str) -> Path:
     """The tiny checkpoint of `family` under `cache_dir`, built on first use."""
     directory = cache_dir / "tiny-models" / family
     if not (directory / "config.json").exists():
-        # Build beside it and rename, so an interrupted build never leaves a half checkpoint in place.
-        staging = directory.with_name(directory.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        build_tiny_model(staging, family)
-        shutil.rmtree(directory, ignore_errors=True)
-        staging.rename(directory)
+        # Build beside it and rename, so an interrupted build never leaves a half checkpoint in place, and
+        # in a folder of its own, since several workers may start at once: the first rename wins.
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{family}.", dir=directory.parent))
+        try:
+            build_tiny_model(staging, family)
+            if not (directory / "config.json").exists():
+                shutil.rmtree(directory, ignore_errors=True)  # a half build of an older version
+                with contextlib.suppress(OSError):  # another process's rename came first
+                    staging.rename(directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return directory
