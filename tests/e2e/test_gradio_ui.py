@@ -29,7 +29,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def server(servers: Servers) -> ServerProcess:
-    return servers.start("ui", {"VA_MAX_NEW_TOKENS": "16"})
+    # Two workers, as `serve --model tiny` runs on two cores: the page, Gradio's queue and the offer all
+    # pass through the proxy and must reach the one worker that served the page.
+    return servers.start("ui", {"VA_MAX_NEW_TOKENS": "16", "VA_WORKERS": "2"})
 
 
 @pytest.fixture(scope="module")
