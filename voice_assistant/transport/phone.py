@@ -20,7 +20,7 @@ from voice_assistant.audio.pcm import Samples
 from voice_assistant.audio.resample import StreamResampler, resample
 from voice_assistant.clock import utc_now
 from voice_assistant.metrics import Metrics
-from voice_assistant.session.pipeline import Pipelines
+from voice_assistant.session.pipeline import Pipelines, SessionPipeline
 from voice_assistant.session.sink import Playout
 from voice_assistant.transport import twilio
 
@@ -31,6 +31,8 @@ FRAME_BYTES = TELEPHONE_RATE // 50
 MULAW_SILENCE = b"\xff"
 POLICY_VIOLATION, MESSAGE_TOO_BIG = 1008, 1009
 MAX_GARBAGE_IN_A_ROW = 50
+FAREWELL = "I have to hang up now. Call again and we will carry on where we left off. Goodbye."
+"""Said when the server drains: a call cannot move to another instance, the caller's next call can."""
 
 
 class TwilioSink:
@@ -91,6 +93,19 @@ class PhoneCall:
         self._greeting = greeting
         self._to_model_rate = StreamResampler()
         self._garbage_in_a_row = 0
+        self._pipeline: SessionPipeline | None = None
+
+    async def drain(self) -> None:
+        """The server drains: once the conversation is quiet (the reply in progress played out), say
+        goodbye and hang up. A call still starting is left to the shutdown."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            return
+        await pipeline.settled()
+        if self._pipeline is None:  # the caller hung up meanwhile
+            return
+        await pipeline.say(FAREWELL, "farewell", until_played=True)
+        await self._socket.close()
 
     async def run(self) -> None:
         await self._socket.accept()
@@ -136,7 +151,9 @@ class PhoneCall:
     async def _converse(self, session_id: str, stream_sid: str) -> None:
         sink = TwilioSink(stream_sid)
         writer = asyncio.create_task(self._write(sink))
-        pipeline = await self._pipelines.open(session_id, publish=lambda _event: None, sink=sink)
+        self._pipeline = pipeline = await self._pipelines.open(
+            session_id, publish=lambda _event: None, sink=sink
+        )
         logger.info("call started", extra={"session": session_id, "stream": stream_sid})
         try:
             with self._metrics.live_calls.held():
@@ -146,6 +163,7 @@ class PhoneCall:
         except WebSocketDisconnect:
             pass
         finally:
+            self._pipeline = None
             await pipeline.close()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
