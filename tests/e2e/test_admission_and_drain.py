@@ -1,6 +1,7 @@
 """Admission control and the graceful drain on real server processes: an overloaded server refuses new
 offers and calls while its connected session keeps every turn; SIGTERM mid-reply lets the reply finish,
-tells the client to reconnect, and a second server on the same database continues the session."""
+tells the client to reconnect, says goodbye to a caller, and a second server on the same database
+continues the session."""
 
 from __future__ import annotations
 
@@ -85,6 +86,10 @@ async def test_sigterm_mid_reply_lets_it_finish_and_the_session_continues_elsewh
     second = servers.start("successor", {**common, "VA_MAX_NEW_TOKENS": "16"})
     assert first.process is not None
 
+    call = TwilioCall(first.url, caller="+15550007002")  # a call cannot move: it is ended politely
+    await call.dial()
+    async with asyncio.timeout(15):
+        await call.wait(lambda: any(h.message["mark"]["name"] == "greeting.0" for h in call.of("mark")))
     client = VoiceClient(first.url)
     await client.connect()
     session_id = client.session_id
@@ -106,6 +111,9 @@ async def test_sigterm_mid_reply_lets_it_finish_and_the_session_continues_elsewh
         [reconnect] = await client.wait_for("reconnect", 1)
     async with asyncio.timeout(10):
         await subscriber  # the SSE stream ended too, so that the server could exit
+    async with asyncio.timeout(DRAIN_TIMEOUT_S):
+        await call.wait(lambda: call.closed is not None)
+    await call.close()
     exit_code = await asyncio.to_thread(first.process.wait, DRAIN_TIMEOUT_S)
     exited_after = time.time() - signalled
     await client.close()
@@ -115,11 +123,13 @@ async def test_sigterm_mid_reply_lets_it_finish_and_the_session_continues_elsewh
     [done] = client.events("reply_done")
     assert done.message["data"]["interrupted"] is False and done.at <= reconnect.at
     reply = done.message["data"]["text"]
-    assert len(reply) > len(client.events("reply_delta")[0].message["data"]["text"])
+    assert any(delta.at > signalled for delta in client.events("reply_delta"))  # it went on after SIGTERM
     events = [json.loads(line.removeprefix("data:")) for line in sse if line.startswith("data:")]
     assert events[-1]["type"] == "reconnect" and "reply_done" in {event["type"] for event in events}
     print(f"\nSIGTERM -> reply_done {done.at - signalled:.2f} s, -> exit {exited_after:.2f} s")
     assert exit_code == -signal.SIGTERM and exited_after < DRAIN_TIMEOUT_S
+    farewell = [h.message["mark"]["name"] for h in call.of("mark") if "farewell" in h.message["mark"]["name"]]
+    assert farewell and call.closed is not None and call.closed[0] == 1000  # said goodbye, then hung up
 
     again = VoiceClient(second.url, session_id=session_id)
     await again.connect()
