@@ -12,6 +12,7 @@ from voice_assistant.config import ModelSettings, Settings
 
 SERVE_FLAGS = ("model", "backend", "openai_base_url", "host", "port", "device", "min_silence_ms")
 STORAGE_FLAGS = ("database_url", "data_dir")
+SHUTDOWN_GRACE_S = 5
 
 
 def _settings(args: argparse.Namespace, flags: tuple[str, ...]) -> Settings:
@@ -34,9 +35,18 @@ def _serve(args: argparse.Namespace) -> None:
         return
 
     from voice_assistant.web.app import create_app
+    from voice_assistant.web.drain import DrainingServer
 
     app = create_app(settings)
-    uvicorn.run(app, host=settings.web.host, port=settings.web.port, log_level=args.log_level.lower())
+    config = uvicorn.Config(
+        app,
+        host=settings.web.host,
+        port=settings.web.port,
+        log_level=args.log_level.lower(),
+        # After the drain (SIGTERM) or at once (SIGINT): HTTP requests still open get this long.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
+    DrainingServer(config, drain=app.state.drain).run()
 
 
 def _worker_command(args: argparse.Namespace) -> list[str]:

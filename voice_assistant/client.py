@@ -29,6 +29,10 @@ from av import AudioFrame
 
 RATE = 48_000
 FRAME = 960  # 20 ms
+CONTRACT_EVENTS = frozenset(
+    {"turn_started", "turn_ended", "reply_delta", "reply_done", "transcript", "error", "reconnect"}
+)
+"""The events of the client contract (fastrtc's own messages share the data channel)."""
 
 
 class MicrophoneTrack(MediaStreamTrack):
@@ -84,6 +88,17 @@ class MicrophoneTrack(MediaStreamTrack):
         return frame
 
 
+class OfferRefused(ConnectionRefusedError):
+    """The server answered the offer with an error: its status, its `{"error": ...}` and, when it said
+    when to come back (429, 503), `Retry-After` in seconds."""
+
+    def __init__(self, status: int, answer: dict[str, Any], retry_after: int | None) -> None:
+        super().__init__(f"{status}: {answer}")
+        self.status = status
+        self.error = answer.get("error")
+        self.retry_after = retry_after
+
+
 @dataclass
 class Received:
     """One data-channel message: `{"type": ..., "data": {...}}`, and the wall time it arrived."""
@@ -133,7 +148,8 @@ class VoiceClient:
 
     async def connect(self) -> dict[str, Any]:
         """Offer, answer, and wait for the data channel: the events flow once this returns. Returns the
-        answer; a refused offer raises `ConnectionRefusedError` with the status and the server's error."""
+        answer; a refused offer raises `OfferRefused` (a `ConnectionRefusedError`) with the status, the
+        server's error and its `Retry-After`."""
         self.pc.addTrack(self.microphone)
         channel = self.pc.createDataChannel("text")
         opened = asyncio.get_running_loop().create_future()
@@ -165,7 +181,8 @@ class VoiceClient:
             response = await http.post("/webrtc/offer", json=body, headers=self.headers)
         answer: dict[str, Any] = response.json()
         if response.status_code != 200:
-            raise ConnectionRefusedError(f"{response.status_code}: {answer}")
+            retry_after = response.headers.get("Retry-After")
+            raise OfferRefused(response.status_code, answer, int(retry_after) if retry_after else None)
         self.session_id = answer.get("session_id")  # absent from a stock fastrtc server's answer
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(opened, self.timeout)
@@ -173,11 +190,10 @@ class VoiceClient:
 
     def events(self, kind: str | None = None) -> list[Received]:
         """The contract's events received so far (of one `kind`, e.g. "reply_done"), fastrtc's left out."""
-        contract = {"turn_started", "turn_ended", "reply_delta", "reply_done", "transcript", "error"}
         return [
             m
             for m in self.messages
-            if m.message.get("type") in contract and (kind is None or m.message["type"] == kind)
+            if m.message.get("type") in CONTRACT_EVENTS and (kind is None or m.message["type"] == kind)
         ]
 
     async def wait_for(self, kind: str, count: int) -> list[Received]:

@@ -303,6 +303,29 @@ class WebSettings(_Group):
     max_connections_per_key: int = Field(
         default=32, ge=1, description="WebRTC connections open at once through one site key."
     )
+    # Admission control (voice_assistant/load.py): one event loop carries every connection's audio, so
+    # its lag and its CPU are what run out first; past these, new offers and calls are refused (503).
+    max_loop_lag_ms: float = Field(
+        default=150.0,
+        gt=0,
+        description="Mean event-loop lag over the last seconds past which new offers and calls are refused.",
+    )
+    max_loop_cpu: float = Field(
+        default=0.85,
+        gt=0,
+        le=1,
+        description="Share of a core the event loop's thread may use (over the last seconds) before new "
+        "offers and calls are refused.",
+    )
+    retry_after_s: int = Field(
+        default=5, ge=1, description="Retry-After of an offer refused while overloaded, full or draining."
+    )
+    drain_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long live conversations may take to finish their reply before the "
+        "process stores everything and exits.",
+    )
 
     @field_validator("sites")
     @classmethod

@@ -73,5 +73,15 @@ class ErrorRaised(Event):
     turn: int | None = None
 
 
+@dataclass(frozen=True)
+class ReconnectRequested(Event):
+    """This server is going away (a graceful drain): connect again with the same session id, and a load
+    balancer sends the offer to another instance. Sent once the session's reply in progress is done (or
+    the drain's time is up), right before the connection (or the SSE stream) closes."""
+
+    type: ClassVar[str] = "reconnect"
+    reason: str = "the server is shutting down: connect again with the same session_id"
+
+
 Publish = Callable[[Event], None]
 """Where a conversation's events go (the data channel, SSE subscribers, the voice)."""

@@ -63,6 +63,28 @@ class Metrics:
         self.live_calls = LiveCount(
             Gauge("va_live_calls", "Phone calls in progress.", registry=self.registry)
         )
+        self.loop_lag = Gauge(
+            "va_event_loop_lag_seconds",
+            "How late the event loop runs a timer, mean over the last seconds (voice_assistant/load.py).",
+            registry=self.registry,
+        )
+        self.loop_cpu = Gauge(
+            "va_event_loop_cpu_ratio",
+            "Share of a core the event loop's thread used over the last seconds.",
+            registry=self.registry,
+        )
+        self.overloaded = Gauge(
+            "va_overloaded", "1 while new offers and calls are refused for load.", registry=self.registry
+        )
+        self.draining = Gauge(
+            "va_draining", "1 once SIGTERM has started a graceful drain.", registry=self.registry
+        )
+        self.refused = Counter(
+            "va_refused",
+            "New offers and calls refused by admission control, by why (overloaded, full, draining).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.audio_received = Counter(
             "va_audio_received_seconds",
             "Caller audio that reached the turn detector.",

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.server import ServerProcess
 from tests.support.servers import Servers
-from voice_assistant.client import VoiceClient
+from voice_assistant.client import OfferRefused, VoiceClient
 
 pytestmark = pytest.mark.integration
 
@@ -119,8 +119,12 @@ async def test_connections_past_the_limit_are_refused_with_503(server: ServerPro
     try:
         await clients[0].connect()
         await clients[1].connect()
-        with pytest.raises(ConnectionRefusedError, match="503"):
+        with pytest.raises(OfferRefused, match="503") as refused:
             await clients[2].connect()
+        assert refused.value.retry_after == 5  # VA_RETRY_AFTER_S
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            ready = await http.get("/readyz")  # full: a load balancer sends new work elsewhere
+        assert ready.status_code == 503 and ready.json()["status"] == "full"
     finally:
         for client in clients:
             await client.close()

@@ -573,3 +573,44 @@ async def test_a_transcript_whose_backend_breaks_leaves_that_turn_without_one(
     (transcript,) = await log.wait_for("transcript", 1)
     await conversation.close()
     assert transcript.turn == 1 and log.of("error") == []  # type: ignore[attr-defined]
+
+
+async def test_settled_waits_for_the_turn_being_spoken_and_its_reply_to_play_out(
+    inline_store: HistoryStore,
+) -> None:
+    """What a drain waits for before it ends a session: nothing it ends then is cut or lost."""
+    lm = FakeAudioLM([["First one. ", "Second one."]])
+    log, sink = EventLog(), RecordingSink()
+    voice = Voice(FakeSynthesizer(), sink, report=log)
+    conversation = await open_conversation(inline_store, lm, log, voice=voice)
+    settled = asyncio.ensure_future(conversation.settled())
+    await settle()
+    assert settled.done()  # nothing in flight yet
+
+    conversation.speech_started()
+    settled = asyncio.ensure_future(conversation.settled())
+    await settle()
+    assert not settled.done() and not conversation.quiet  # the user is speaking
+    conversation.turn_finished(turn())
+    await log.wait_for("reply_delta", 2)
+    await settle()
+    assert not settled.done()  # generated, not played yet
+    sink.finish()
+    await log.wait_for("reply_done", 1)
+    await settle()
+    assert settled.done() and conversation.quiet
+    await conversation.close()
+
+    [done] = log.of("reply_done")
+    assert not done.interrupted and done.heard == "First one. Second one."  # type: ignore[attr-defined]
+    stored = (await inline_store.get_session(conversation.session_id)).turns
+    assert [(t.reply_text, t.interrupted) for t in stored] == [("First one. Second one.", False)]
+
+
+async def test_settled_returns_once_the_session_closes_mid_turn(inline_store: HistoryStore) -> None:
+    conversation = await open_conversation(inline_store, FakeAudioLM([]), EventLog())
+    conversation.speech_started()  # the client goes before the turn is over
+    settled = asyncio.ensure_future(conversation.settled())
+    await conversation.close()
+    await settle()
+    assert settled.done()

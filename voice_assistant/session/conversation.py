@@ -82,6 +82,10 @@ class Conversation:
         self._speech_epoch = 0
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._busy = False
+        self._speaking = False
+        """A turn has started and not finished yet."""
+        self._answered = asyncio.Event()
+        """Set each time a turn's answer ends, for `settled()`."""
         self.reply: Reply | None = None
         """The reply in progress, if any: the one handle through which it is paused or stopped."""
         self._speculation: Speculation | None = None
@@ -98,6 +102,7 @@ class Conversation:
     def speech_started(self) -> None:
         """The user started a new turn: announce it and stop any reply in progress (barge-in)."""
         self._speech_epoch += 1
+        self._speaking = True
         if self._transcriber is not None:
             self._transcriber.pause()
         self._interrupt()
@@ -115,12 +120,24 @@ class Conversation:
 
     def turn_finished(self, turn: CompletedTurn) -> None:
         speculation, self._speculation = self._speculation, None
+        self._speaking = False
         self._queue.put_nowait(_Pending(turn, self._speech_epoch, speculation, self._next_index - 1))
 
-    async def say(self, text: str, label: str) -> None:
+    async def say(self, text: str, label: str, *, until_played: bool = False) -> None:
         """Speak a fixed text that is no reply (a greeting); the user's speech silences it too."""
         if self._voice is not None:
-            await self._voice.say(text, label)
+            await self._voice.say(text, label, until_played=until_played)
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing in flight: no turn being spoken, waiting or answered (a spoken reply until it played)."""
+        return not self._speaking and not self._busy and self._queue.empty()
+
+    async def settled(self) -> None:
+        """Returns at the next moment the conversation is quiet: where a drain can end it losing nothing."""
+        while not self.quiet:
+            self._answered.clear()
+            await self._answered.wait()
 
     async def close(self) -> None:
         """The client is gone: cut the reply short, store every finished turn, leave no task behind."""
@@ -129,6 +146,8 @@ class Conversation:
         self._interrupt()
         self._queue.put_nowait(None)
         await asyncio.wait([self._worker])
+        self._speaking = False  # a turn cut off by the close will never finish: nothing is in flight
+        self._answered.set()
         if self._voice is not None:
             await self._voice.close()
         if self._transcriber is not None:
@@ -158,6 +177,7 @@ class Conversation:
                 self._report(f"the turn failed: {type(exc).__name__}", stage="turn")
             finally:
                 self._busy = False
+                self._answered.set()
             self._model_free()
 
     def _model_free(self) -> None:

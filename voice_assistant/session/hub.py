@@ -1,6 +1,7 @@
 """Fan-out of a session's events to its SSE subscribers: those of this process at once, and, on PostgreSQL,
 those of every other instance on the database (history/broadcast.py: LISTEN/NOTIFY), whichever instance
-holds the session's connection. SQLite serves one instance: its events stay in the process."""
+holds the session's connection. SQLite serves one instance: its events stay in the process.
+`end_subscriptions()` ends every stream (a drain)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def event_of(message: dict[str, Any]) -> Event:
 
 class EventHub:
     def __init__(self, broadcast: Broadcast | None = None) -> None:
-        self._subscribers: defaultdict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
+        self._subscribers: defaultdict[str, set[asyncio.Queue[Event | None]]] = defaultdict(set)
+        self._closed = False
         self._broadcast = broadcast
 
     @classmethod
@@ -64,12 +66,20 @@ class EventHub:
                 queue.put_nowait(event)
 
     async def subscribe(self, session_id: str) -> AsyncIterator[Event]:
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        """The session's events until the hub closes."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._subscribers[session_id].add(queue)
         try:
-            while True:
-                yield await queue.get()
+            while not self._closed and (event := await queue.get()) is not None:
+                yield event
         finally:
             self._subscribers[session_id].discard(queue)
             if not self._subscribers[session_id]:
                 del self._subscribers[session_id]
+
+    def end_subscriptions(self) -> None:
+        """End every subscription (the server drains: an open SSE stream would keep it from exiting)."""
+        self._closed = True
+        for queues in self._subscribers.values():
+            for queue in queues:
+                queue.put_nowait(None)

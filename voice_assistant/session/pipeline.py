@@ -72,8 +72,12 @@ class SessionPipeline:
         """16 kHz mono samples whose newest one arrived at `arrived`."""
         self._turns.feed(samples, arrived)
 
-    async def say(self, text: str, label: str) -> None:
-        await self.conversation.say(text, label)
+    async def say(self, text: str, label: str, *, until_played: bool = False) -> None:
+        await self.conversation.say(text, label, until_played=until_played)
+
+    async def settled(self) -> None:
+        """Returns once no turn is being spoken, waiting or answered (see `Conversation.settled`)."""
+        await self.conversation.settled()
 
     async def close(self) -> None:
         """Every finished turn stored, the reply in progress stopped and stored, no task left."""

@@ -149,12 +149,13 @@ class Voice:
         self._current = Utterance(self._synthesizer, self._sink, label, report=self._report)
         return self._current
 
-    async def say(self, text: str, label: str) -> None:
-        """Speak a fixed text (a greeting, a refusal); returns once it is queued in the sink, or cut."""
+    async def say(self, text: str, label: str, *, until_played: bool = False) -> None:
+        """Speak a fixed text (a greeting, a farewell); returns once it is queued in the sink (or, with
+        `until_played`, once it has played), or cut."""
         utterance = self.utterance(label)
         utterance.feed(text)
         utterance.end()
-        await utterance.queued()
+        await (utterance.finished() if until_played else utterance.queued())
 
     def silence(self) -> None:
         """Stop whatever is speaking (new speech from the user)."""

@@ -32,6 +32,8 @@ FRAME_BYTES = TELEPHONE_RATE // 50
 MULAW_SILENCE = b"\xff"
 POLICY_VIOLATION, MESSAGE_TOO_BIG, INTERNAL_ERROR = 1008, 1009, 1011
 MAX_GARBAGE_IN_A_ROW = 50
+FAREWELL = "I have to hang up now. Call again and we will carry on where we left off. Goodbye."
+"""Said when the server drains: a call cannot move to another instance, the caller's next call can."""
 
 
 class TwilioSink:
@@ -92,6 +94,19 @@ class PhoneCall:
         self._greeting = greeting
         self._to_model_rate = StreamResampler()
         self._garbage_in_a_row = 0
+        self._pipeline: SessionPipeline | None = None
+
+    async def drain(self) -> None:
+        """The server drains: once the conversation is quiet (the reply in progress played out), say
+        goodbye and hang up. A call still starting is left to the shutdown."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            return
+        await pipeline.settled()
+        if self._pipeline is None:  # the caller hung up meanwhile
+            return
+        await pipeline.say(FAREWELL, "farewell", until_played=True)
+        await self._socket.close()
 
     async def run(self) -> None:
         await self._socket.accept()
@@ -148,6 +163,7 @@ class PhoneCall:
     async def _converse(self, pipeline: SessionPipeline, sink: TwilioSink) -> None:
         session_id, stream_sid = pipeline.session_id, sink.stream_sid
         writer = asyncio.create_task(self._write(sink))
+        self._pipeline = pipeline
         logger.info("call started", extra={"session": session_id, "stream": stream_sid})
         try:
             with self._metrics.live_calls.held():
@@ -157,6 +173,7 @@ class PhoneCall:
         except WebSocketDisconnect:
             pass
         finally:
+            self._pipeline = None
             await pipeline.close()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -24,7 +24,7 @@ from voice_assistant.audio.pcm import MODEL_RATE, Samples, to_float32_mono
 from voice_assistant.audio.resample import StreamResampler
 from voice_assistant.clock import utc_now
 from voice_assistant.errors import VoiceAssistantError
-from voice_assistant.events import ErrorRaised, Event
+from voice_assistant.events import ErrorRaised, Event, ReconnectRequested
 from voice_assistant.metrics import Metrics
 from voice_assistant.session.pipeline import Pipelines, SessionPipeline
 from voice_assistant.session.sink import Playout
@@ -221,6 +221,17 @@ class VoiceHandler(AsyncStreamHandler):
 
     async def played(self, label: str) -> None:
         await self._playout.played(label)
+
+    async def drain(self) -> None:
+        """The server drains: once the conversation is quiet (the turn being spoken answered, its reply
+        played out), tell the client to connect again (elsewhere) and close. Cancelled because the
+        drain's time is up, it still tells the client; the shutdown that follows cuts the reply."""
+        try:
+            if self._pipeline is not None:
+                await self._pipeline.settled()
+        finally:
+            self._publish(ReconnectRequested())
+        await self.shutdown()
 
     async def shutdown(self) -> None:
         if self._closed:

@@ -12,10 +12,12 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voice_assistant.assistant import Assistant
+from voice_assistant.events import ReconnectRequested
+from voice_assistant.web.admission import Admission
 from voice_assistant.web.errors import ApiError
 
 
-def api_router(assistant: Assistant) -> APIRouter:
+def api_router(assistant: Assistant, admission: Admission) -> APIRouter:
     router = APIRouter()
     store = assistant.store
 
@@ -70,6 +72,8 @@ def api_router(assistant: Assistant) -> APIRouter:
         yield ServerSentEvent(comment="subscribed")
         async for event in assistant.hub.subscribe(session_id):
             yield ServerSentEvent(raw_data=event.to_json())
+        # The hub closed: this server drains, and the stream must end for it to exit.
+        yield ServerSentEvent(raw_data=ReconnectRequested().to_json())
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -85,6 +89,12 @@ def api_router(assistant: Assistant) -> APIRouter:
         except Exception as exc:
             return JSONResponse(
                 {"ready": False, "status": f"store unreachable: {type(exc).__name__}"}, status_code=503
+            )
+        if (refusal := admission.refusal(offer=True)) is not None:
+            return JSONResponse(
+                {"ready": False, "status": refusal.kind, "reason": refusal.reason},
+                status_code=503,
+                headers={"Retry-After": str(admission.retry_after_s)},
             )
         return JSONResponse(
             {"ready": True, "model": assistant.settings.model.name, "ready_after_s": assistant.ready_after_s}

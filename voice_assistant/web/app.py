@@ -13,10 +13,14 @@ from fastrtc import Stream
 
 from voice_assistant.assistant import Assistant
 from voice_assistant.config import Settings
+from voice_assistant.load import LoadLimits, LoadSensor
 from voice_assistant.transport.ice import gather_host_candidates_on
 from voice_assistant.transport.jitter import release_audio_in_order
+from voice_assistant.transport.phone import PhoneCall
 from voice_assistant.transport.webrtc import Connections, VoiceHandler
+from voice_assistant.web.admission import Admission
 from voice_assistant.web.api import api_router
+from voice_assistant.web.drain import Drain
 from voice_assistant.web.errors import install_error_handlers
 from voice_assistant.web.logs import redact_access_log
 from voice_assistant.web.offer import Bindings, offer_router
@@ -53,15 +57,26 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     )
     blocks = build_ui(handler, settings)
     stream.ui = blocks
+    load = LoadSensor(LoadLimits.from_settings(settings.web), assistant.metrics)
+    admission = Admission(settings, load=load, metrics=assistant.metrics)
+    calls: set[PhoneCall] = set()
+    drain = Drain(
+        admission=admission,
+        live=(handler.live, calls),
+        hub=assistant.hub,
+        timeout_s=settings.web.drain_timeout_s,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The model loads in the background: /healthz answers at once, /readyz once it is warm.
         starting = asyncio.create_task(assistant.start())
+        sampling = asyncio.create_task(load.run(), name="load sensor")
         try:
             yield
         finally:
             starting.cancel()
+            sampling.cancel()
             await asyncio.gather(*(live.shutdown() for live in list(handler.live)), return_exceptions=True)
             for pc in list(stream.pcs.values()):
                 await pc.close()
@@ -70,12 +85,13 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app = FastAPI(title="voice-assistant", lifespan=lifespan)
     app.state.assistant = assistant
     app.state.stream = stream
+    app.state.drain = drain
     install_error_handlers(app, assistant.metrics)
     app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
     limits = ConnectionLimits(settings, store=assistant.store, leases=assistant.leases, live=stream.pcs)
-    app.include_router(offer_router(assistant, stream, limits, bindings))
-    app.include_router(api_router(assistant))
-    app.include_router(telephone_router(assistant))
+    app.include_router(offer_router(assistant, stream, limits, bindings, admission))
+    app.include_router(api_router(assistant, admission))
+    app.include_router(telephone_router(assistant, admission, calls))
     app.include_router(widget_router())
     mounted: FastAPI = gr.mount_gradio_app(app, blocks, path="/")
     return mounted

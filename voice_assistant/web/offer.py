@@ -14,6 +14,7 @@ from fastrtc import Stream
 from pydantic import BaseModel, Field, ValidationError
 
 from voice_assistant.assistant import Assistant
+from voice_assistant.web.admission import Admission
 from voice_assistant.web.errors import ApiError
 from voice_assistant.web.sites import ConnectionLimits
 
@@ -23,7 +24,8 @@ M = TypeVar("M", bound=BaseModel)
 MAX_OFFER_BYTES = 64 * 1024
 BINDING_TTL_S = 120.0
 """An offer's session waits this long for its connection's handler to start."""
-_REFUSALS = {"concurrency_limit_reached": 503, "connection_already_exists": 409}
+_FULL = "concurrency_limit_reached"
+_REFUSALS = {"connection_already_exists": 409}
 
 
 class Offer(BaseModel):
@@ -60,7 +62,7 @@ class Bindings:
 
 
 def offer_router(
-    assistant: Assistant, stream: Stream, limits: ConnectionLimits, bindings: Bindings
+    assistant: Assistant, stream: Stream, limits: ConnectionLimits, bindings: Bindings, admission: Admission
 ) -> APIRouter:
     router = APIRouter()
 
@@ -76,6 +78,7 @@ def offer_router(
         _require_audio(parsed.sdp)
         if not assistant.ready.is_set():
             raise ApiError(503, "the server is starting: the model is not ready yet")
+        admission.admit_offer()
         await limits.admit(request)
         if parsed.session_id:
             if not await assistant.store.session_exists(parsed.session_id):
@@ -104,6 +107,8 @@ def offer_router(
         if isinstance(answer, JSONResponse):  # fastrtc reports refusals as 200 {"status": "failed"}
             bindings.take(parsed.webrtc_id)
             reason = _failure_reason(answer)
+            if reason == _FULL:  # between the admission above and now, others took the last places
+                raise admission.busy(f"the server is full ({reason})")
             raise ApiError(_REFUSALS.get(reason, 400), reason)
         return {**answer, "session_id": session_id}
 

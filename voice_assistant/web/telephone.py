@@ -14,6 +14,7 @@ from voice_assistant.assistant import Assistant
 from voice_assistant.clock import utc_now
 from voice_assistant.session.store_failures import store_failure
 from voice_assistant.transport.phone import PhoneCall
+from voice_assistant.web.admission import Admission
 from voice_assistant.web.errors import ApiError
 
 STREAM_PATH = "/telephone/stream"
@@ -21,6 +22,8 @@ BUSY = "Sorry, all our lines are busy right now. Please call again in a few minu
 UNAVAILABLE = "Sorry, the assistant cannot take calls right now. Please try again later. Goodbye."
 CALLS = "calls"
 """The lease pool of the calls in progress on every instance (history/leases.py)."""
+OVERLOADED = "Sorry, the assistant is very busy right now. Please call again in a minute. Goodbye."
+"""Said when admission control refuses the call: the server is overloaded or shutting down."""
 
 
 def _twiml(response: VoiceResponse) -> Response:
@@ -34,7 +37,8 @@ def _refusal(words: str) -> Response:
     return _twiml(response)
 
 
-def telephone_router(assistant: Assistant) -> APIRouter:
+def telephone_router(assistant: Assistant, admission: Admission, calls: set[PhoneCall]) -> APIRouter:
+    """`calls`: the calls in progress, filled here, for the drain to end each at a quiet moment."""
     router = APIRouter()
     settings = assistant.settings
 
@@ -67,6 +71,9 @@ def telephone_router(assistant: Assistant) -> APIRouter:
         form = await verified_form(request)
         if not assistant.ready.is_set() or not assistant.pipelines.can_speak:
             return _refusal(UNAVAILABLE)
+        if (refusal := admission.refusal(offer=False)) is not None:
+            admission.counted(refusal)
+            return _refusal(OVERLOADED)
         if await assistant.leases.count(CALLS) >= settings.phone.max_calls:
             return _refusal(BUSY)
         try:
@@ -105,11 +112,13 @@ def telephone_router(assistant: Assistant) -> APIRouter:
             spend_token=spend_token,
             greeting=settings.phone.greeting,
         )
+        calls.add(call)
         try:
             with contextlib.suppress(WebSocketDisconnect):
                 await call.run()
         finally:
             for token in spent:
                 await assistant.leases.release(token)
+            calls.discard(call)
 
     return router

@@ -9,8 +9,18 @@ from fastrtc import AdditionalOutputs
 
 from voice_assistant.clock import utc_now
 from voice_assistant.errors import UnknownSession
-from voice_assistant.events import ErrorRaised, Event, ReplyDelta, ReplyDone, Transcribed, TurnEnded
+from voice_assistant.events import (
+    ErrorRaised,
+    Event,
+    ReconnectRequested,
+    ReplyDelta,
+    ReplyDone,
+    Transcribed,
+    TurnEnded,
+)
 from voice_assistant.history.store import HistoryStore
+
+RESTARTING = "The server is restarting: press record again to go on with this session."
 
 
 class UiTranscript:
@@ -69,6 +79,8 @@ class UiTranscript:
                 self.messages[position]["content"] = self._user_text(turn, seconds, text)
             case ErrorRaised(message=message):
                 self.messages.append({"role": "assistant", "content": f"⚠️ {message}"})
+            case ReconnectRequested():
+                self.messages.append({"role": "assistant", "content": f"⚠️ {RESTARTING}"})
             case _:
                 return None
         return self.outputs()

@@ -5,7 +5,7 @@ machine with more cores serves more callers with more processes. Each worker is 
 model, VAD, WebRTC connections); what they share lives in the database. The supervisor starts them,
 starts again one that dies (its connections are gone, but every finished turn is stored and a client
 that reconnects resumes on another), and on SIGTERM or SIGINT passes the signal on at once, so each
-worker drains its conversations while the proxy keeps their HTTP streams open, and exits after them.
+worker drains its conversations while the proxy keeps serving, and exits after the last of them.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 """Waits before starting a worker again after it died, growing while it keeps dying at start."""
 PR_SET_PDEATHSIG = 1
 """prctl(2): the signal a process gets when its parent dies."""
-STOP_TIMEOUT_S = 60.0
-"""How long the supervisor waits for its workers to drain and exit after passing a signal on."""
+STOP_MARGIN_S = 30.0
+"""Beyond a worker's own drain (`VA_DRAIN_TIMEOUT_S`): its shutdown, storing what is left."""
 
 
 def worker_count(settings: Settings) -> int:
@@ -121,21 +121,42 @@ class Worker:
 
 
 class _ProxyServer(uvicorn.Server):
-    """uvicorn's own signal handling, with the signal also passed to the workers the moment it comes:
-    they drain while uvicorn waits for the streams through the proxy to end."""
+    """uvicorn with the signal also passed to the workers the moment it comes. On SIGTERM the proxy
+    goes on serving while they drain (the streams of their live sessions pass through it, and a new
+    offer gets a worker's 503 instead of a closed port), and stops once the last worker has exited;
+    SIGINT, or a second SIGTERM, stops it at once."""
 
-    def __init__(self, config: uvicorn.Config, workers: Sequence[Worker], stopping: asyncio.Event) -> None:
+    def __init__(
+        self, config: uvicorn.Config, workers: Sequence[Worker], stopping: asyncio.Event, stop_within_s: float
+    ) -> None:
         super().__init__(config)
         self._workers = workers
         self._stopping = stopping
+        self._draining = False
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_within_s = stop_within_s
+        """How long the workers may take to exit once the signal went on."""
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.loop is not None:  # a signal handler may run between any two steps of the loop
-            self.loop.call_soon_threadsafe(self._stopping.set)
         for worker in self._workers:
             worker.signal(sig)
+        if self.loop is None:
+            super().handle_exit(sig, frame)
+            return
+        # A signal handler may run between any two steps of the loop: hand over to the loop.
+        self.loop.call_soon_threadsafe(self._stopping.set)
+        if sig == signal.SIGTERM and not self._draining:
+            self._draining = True
+            self.loop.call_soon_threadsafe(self._stop_after_workers)
+            return
         super().handle_exit(sig, frame)
+
+    def _stop_after_workers(self) -> None:
+        async def stop() -> None:
+            await asyncio.gather(*(worker.stopped(self.stop_within_s) for worker in self._workers))
+            self.should_exit = True
+
+        self._stopper = asyncio.ensure_future(stop())
 
 
 def serve(settings: Settings, worker_command: Sequence[str], *, workers: int, log_level: str) -> None:
@@ -157,7 +178,7 @@ def serve(settings: Settings, worker_command: Sequence[str], *, workers: int, lo
             stopping.set()
             for worker in pool:  # SIGINT or SIGTERM already went on; this is for any other way out
                 worker.signal(signal.SIGTERM)
-            await asyncio.gather(*(worker.stopped(STOP_TIMEOUT_S) for worker in pool))
+            await asyncio.gather(*(worker.stopped(server.stop_within_s) for worker in pool))
             for task in watching:
                 task.cancel()
             await proxy.aclose()
@@ -172,7 +193,7 @@ def serve(settings: Settings, worker_command: Sequence[str], *, workers: int, lo
         server_header=False,  # the worker's own headers pass through
         date_header=False,
     )
-    server = _ProxyServer(config, pool, stopping)
+    server = _ProxyServer(config, pool, stopping, settings.web.drain_timeout_s + STOP_MARGIN_S)
     logger.info("%d workers behind http://%s:%d", workers, settings.web.host, settings.web.port)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises a captured SIGINT again once stopped
         server.run()

@@ -21,7 +21,7 @@
   /** Wall-clock milliseconds, precise: comparable with the server's timestamps on the same machine. */
   const now = () => performance.timeOrigin + performance.now();
 
-  const CONTRACT = new Set(["turn_started", "turn_ended", "reply_delta", "reply_done", "error"]);
+  const CONTRACT = new Set(["turn_started", "turn_ended", "reply_delta", "reply_done", "error", "reconnect"]);
   const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 15000, 15000];
   const RETRYABLE = new Set([0, 429, 502, 503, 504]);
   const DISCONNECT_GRACE_MS = 3000; // "disconnected" often heals by itself; "failed" never does
@@ -47,6 +47,8 @@
       refused: "The assistant refused the connection",
       lost: "The connection was lost. Tap the microphone to try again.",
       retryIn: "try again in {s} s",
+      busy: "The assistant is busy right now: trying again in {s} s…",
+      busyLater: "The assistant is busy right now. Please try again in a few minutes.",
     },
     fr: {
       talk: "Parler à l'assistant",
@@ -64,6 +66,8 @@
       refused: "L'assistant a refusé la connexion",
       lost: "La connexion a été perdue. Touchez le micro pour réessayer.",
       retryIn: "réessayez dans {s} s",
+      busy: "L'assistant est très occupé en ce moment : nouvel essai dans {s} s…",
+      busyLater: "L'assistant est très occupé en ce moment. Réessayez dans quelques minutes.",
     },
     de: {
       talk: "Mit dem Assistenten sprechen",
@@ -81,6 +85,8 @@
       refused: "Der Assistent hat die Verbindung abgelehnt",
       lost: "Die Verbindung ist abgebrochen. Zum erneuten Versuch auf das Mikrofon tippen.",
       retryIn: "in {s} s erneut versuchen",
+      busy: "Der Assistent ist gerade stark ausgelastet: neuer Versuch in {s} s…",
+      busyLater: "Der Assistent ist gerade stark ausgelastet. Bitte in ein paar Minuten erneut versuchen.",
     },
     es: {
       talk: "Hablar con el asistente",
@@ -98,6 +104,8 @@
       refused: "El asistente rechazó la conexión",
       lost: "Se perdió la conexión. Toca el micrófono para volver a intentarlo.",
       retryIn: "inténtalo de nuevo en {s} s",
+      busy: "El asistente está muy ocupado ahora mismo: nuevo intento en {s} s…",
+      busyLater: "El asistente está muy ocupado ahora mismo. Inténtalo de nuevo en unos minutos.",
     },
   };
 
@@ -213,6 +221,11 @@
 
     get retryable() {
       return RETRYABLE.has(this.status);
+    }
+
+    /** 503 with Retry-After: the server is full, overloaded or shutting down, not broken. */
+    get busy() {
+      return this.status === 503 && this.retryAfterSeconds > 0;
     }
   }
 
@@ -450,24 +463,31 @@
       }
     }
 
-    /** A new connection to the same session, after a pause that grows with each failed attempt. */
-    #reconnect(retryAfterSeconds = 0) {
+    /** A new connection to the same session, after a pause that grows with each failed attempt;
+     * `cause`: the refusal that made it necessary, if any (a busy server: said politely). */
+    #reconnect(cause = null) {
       if (this.#attempt >= RETRY_DELAYS_MS.length) {
-        this.#failed(new Refusal(this.#t("lost"), -1));
+        this.stop();
+        this.#setState("error", cause?.busy ? this.#t("busyLater") : this.#t("lost"));
         return;
       }
+      const retryAfterSeconds = cause?.retryAfterSeconds ?? 0;
       const delay = Math.max(RETRY_DELAYS_MS[this.#attempt], retryAfterSeconds * 1000);
       this.#attempt++;
       this.#generation++; // the dropped connection's late events no longer count
       this.#closePeer();
-      this.#setState("connecting", this.#t("reconnecting"));
+      const message = cause?.busy
+        ? this.#t("busy").replace("{s}", Math.round(delay / 1000))
+        : this.#t("reconnecting");
+      this.#setState("connecting", message);
       clearTimeout(this.#retryTimer);
       this.#retryTimer = setTimeout(() => this.#connect(), delay);
     }
 
     #failed(error) {
-      if (this.#attempt > 0 && error instanceof Refusal && error.retryable) {
-        this.#reconnect(error.retryAfterSeconds);
+      // A busy server is tried again after its Retry-After, even on the first attempt.
+      if (error instanceof Refusal && error.retryable && (this.#attempt > 0 || error.busy)) {
+        this.#reconnect(error);
         return;
       }
       this.stop();
@@ -526,6 +546,10 @@
           break;
         case "error":
           this.#setState(this.#state, `⚠ ${data.message}`);
+          break;
+        case "reconnect": // the server is going away: the conversation goes on on another one
+          this.#attempt = 0;
+          this.#reconnect();
           break;
       }
     }

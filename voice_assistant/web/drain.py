@@ -1,0 +1,103 @@
+"""Graceful drain on SIGTERM: stop taking new work, let live conversations finish, then exit.
+
+uvicorn, on SIGTERM, closes its listening socket at once, then waits for open HTTP connections (up to
+`timeout_graceful_shutdown`) and runs the lifespan shutdown, which here closes every live connection
+and cuts the replies in progress. WebRTC media does not go through uvicorn's connections, so it would
+not wait for them; and a closed socket refuses new offers instead of answering them. `DrainingServer`
+puts the drain first: on SIGTERM the server goes on listening but refuses new offers and calls (503 +
+`Retry-After`, polite TwiML; `/readyz` says "draining"), each live connection ends at its first quiet
+moment (the turn being spoken answered, the reply played out and stored), a WebRTC client being told
+to reconnect with its session id (the `reconnect` event) and a caller hearing goodbye, for at most
+`VA_DRAIN_TIMEOUT_S`; then the SSE streams end (with a `reconnect` too) and uvicorn's own shutdown
+follows: whatever is still live is closed, its reply stored as interrupted, the store closed.
+A second SIGTERM, or SIGINT, skips what is left of the drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Collection
+from types import FrameType
+from typing import Protocol
+
+import uvicorn
+
+from voice_assistant.session.hub import EventHub
+from voice_assistant.web.admission import Admission
+
+logger = logging.getLogger(__name__)
+
+
+class Drainable(Protocol):
+    async def drain(self) -> None:
+        """End this connection at its first quiet moment; cancelled when the drain's time is up."""
+        ...
+
+
+class Drain:
+    def __init__(
+        self,
+        *,
+        admission: Admission,
+        live: Collection[Collection[Drainable]],
+        hub: EventHub,
+        timeout_s: float,
+    ) -> None:
+        """`live`: the collections of live connections (WebRTC handlers, phone calls), read at the start."""
+        self._admission = admission
+        self._live = live
+        self._hub = hub
+        self._timeout_s = timeout_s
+
+    async def run(self) -> None:
+        if self._admission.draining:
+            return
+        self._admission.start_draining()
+        connections = [connection for group in self._live for connection in group]
+        logger.info("draining: %d live connections, for up to %g s", len(connections), self._timeout_s)
+        tasks = [asyncio.create_task(connection.drain()) for connection in connections]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self._timeout_s)
+            for task in late:
+                task.cancel()
+            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    logger.warning("a connection failed to drain: %r", outcome)
+            logger.info("drained: %d of %d connections were still busy", len(late), len(tasks))
+        self._hub.end_subscriptions()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, with a `Drain` before its shutdown on the first SIGTERM."""
+
+    def __init__(self, config: uvicorn.Config, *, drain: Drain) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self._draining is None and not self.should_exit and self._loop:
+            # A signal handler: the drain starts from the loop, right after it.
+            self._loop.call_soon_threadsafe(self._start_drain, sig, frame)
+            return
+        super().handle_exit(sig, frame)
+
+    def _start_drain(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain_then_exit(sig, frame), name="drain")
+
+    async def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
+        try:
+            await self._drain.run()
+        except Exception:
+            logger.exception("the drain failed: shutting down at once")
+        finally:
+            super().handle_exit(sig, frame)  # uvicorn's own shutdown, and its exit by this signal
