@@ -368,12 +368,12 @@ class IceSettings(_Group):
     @model_validator(mode="after")
     def _credentials_match_urls(self) -> Self:
         """A browser refuses a turn: URL without credentials (InvalidAccessError): say so at start."""
-        static = (self.turn_username is not None, self.turn_credential is not None)
-        if static[0] != static[1]:
+        static = self.turn_username is not None
+        if static != (self.turn_credential is not None):
             raise ValueError("VA_TURN_USERNAME and VA_TURN_CREDENTIAL go together: set both or neither")
-        if static[0] and self.turn_secret is not None:
+        if static and self.turn_secret is not None:
             raise ValueError("set VA_TURN_SECRET or VA_TURN_USERNAME/VA_TURN_CREDENTIAL, not both")
-        has_credentials = static[0] or self.turn_secret is not None
+        has_credentials = static or self.turn_secret is not None
         has_turn = any(url.startswith("turn") for url in self.turn_urls)
         if has_turn and not has_credentials:
             raise ValueError("a turn: URL needs VA_TURN_SECRET or VA_TURN_USERNAME and VA_TURN_CREDENTIAL")

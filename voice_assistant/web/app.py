@@ -54,7 +54,8 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
         concurrency_limit=settings.web.max_sessions,
         verbose=False,
     )
-    stream.server_rtc_configuration = ice_servers.server()  # fastrtc's own takes no fresh credentials
+    # Set, not passed: Stream makes one fixed RTCConfiguration of a dict; this one mints per connection.
+    stream.server_rtc_configuration = ice_servers.server()
     blocks = build_ui(handler, settings, ice_servers)
     stream.ui = blocks
 

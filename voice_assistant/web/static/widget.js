@@ -405,17 +405,16 @@
     }
 
     /** The server's STUN/TURN servers ({iceServers}), asked anew for each connection: TURN credentials
-     * may be minted per connection and expire. */
+     * may be minted per connection and expire. Without an answer the browser's own defaults serve: the
+     * offer that follows is what succeeds or fails, and says why, as it does with no TURN server at all. */
     async #iceServers() {
-      let response;
       try {
-        response = await fetch(`${this.server}/webrtc/ice-servers`, { headers: this.#siteHeaders() });
+        const response = await fetch(`${this.server}/webrtc/ice-servers`, { headers: this.#siteHeaders() });
+        if (response.ok) return { iceServers: (await response.json()).iceServers ?? [] };
       } catch {
-        throw new Refusal(this.#t("unreachable"), 0);
+        // unreachable, or refused by CORS: the offer tells which
       }
-      const configuration = await response.json().catch(() => ({}));
-      if (!response.ok) throw new Refusal(configuration.error || `HTTP ${response.status}`, response.status);
-      return configuration;
+      return {};
     }
 
     #siteHeaders() {
