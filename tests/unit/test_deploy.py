@@ -235,7 +235,7 @@ def test_each_compose_frontend_is_configured_as_its_settings_read(
     assert "--static-auth-secret=${TURN_SECRET}" in compose_service("coturn")["command"]
     assert env["VA_TURN_SECRET"] == example_env()["TURN_SECRET"]
     # The default model, the one vLLM serves.
-    assert settings.model.name == compose_service("vllm")["command"][1]
+    assert settings.model.name == compose_service("vllm")["command"][0]
     assert seconds(compose_service(frontend)["stop_grace_period"]) > float(env["VA_DRAIN_TIMEOUT_S"])
 
 
