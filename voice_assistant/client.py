@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 import soxr
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
@@ -122,9 +122,11 @@ class VoiceClient:
     """Sent with the offer: e.g. `Origin` and `X-Site-Key`, as a page embedding the widget sends them."""
     messages: list[Received] = field(default_factory=list)
     """Every message received, in order: the contract's events and fastrtc's own."""
+    configuration: RTCConfiguration | None = None
+    """The peer connection's, e.g. the servers of `GET /webrtc/ice-servers` (default: aiortc's STUN)."""
 
     def __post_init__(self) -> None:
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(self.configuration)
         self.microphone = MicrophoneTrack()
         self._new_message = asyncio.Event()
         self.speaker: list[tuple[float, float]] = []

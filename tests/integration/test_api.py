@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from benchmarks.server import ServerProcess
 from tests.support.servers import Servers
@@ -41,6 +43,13 @@ def test_health_readiness_and_metrics(http: httpx.Client, server: ServerProcess)
         "va_errors_total",
     ):
         assert name in metrics
+
+
+def test_the_kubernetes_examples_probes_are_answered(http: httpx.Client) -> None:
+    deployment = yaml.safe_load((Path(__file__).parents[2] / "deploy/k8s/deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert http.get(container[probe]["httpGet"]["path"]).status_code == 200, probe
 
 
 def test_sessions_are_created_read_and_deleted(http: httpx.Client) -> None:

@@ -106,7 +106,9 @@ def test_the_preflight_of_another_origin_gets_no_cors_headers(http: httpx.Client
         (STRANGER, "shop", f"origin {STRANGER} is not allowed for this site key"),
     ],
 )
-@pytest.mark.parametrize(("method", "path"), [("POST", "/webrtc/offer"), ("POST", "/api/sessions")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/webrtc/offer"), ("GET", "/webrtc/ice-servers"), ("POST", "/api/sessions")]
+)
 def test_a_foreign_origin_without_the_right_key_is_403_with_the_reason(
     http: httpx.Client, origin: str, key: str | None, message: str, method: str, path: str
 ) -> None:
@@ -126,6 +128,10 @@ def test_an_allowed_origin_with_its_key_is_served_with_cors_headers(http: httpx.
     assert "retry-after" in created.headers["access-control-expose-headers"].lower()
     session = http.get(f"/api/sessions/{created.json()['session_id']}", headers=headers)
     assert session.status_code == 200 and session.json()["turns"] == []
+    ice = http.get("/webrtc/ice-servers", headers=headers)  # what the widget asks before it offers
+    assert ice.status_code == 200 and ice.json() == {"iceServers": []}  # this server names none
+    assert ice.headers["access-control-allow-origin"] == PARTNER
+    assert ice.headers["cache-control"] == "no-store"
     # A site key opens the widget's routes, not the admin's: listing sessions still needs the token.
     listing = http.get("/api/sessions", headers=headers)
     assert listing.status_code == 401 and "admin token" in listing.json()["error"]

@@ -15,6 +15,7 @@ from voice_assistant.assistant import Assistant
 from voice_assistant.config import Settings
 from voice_assistant.load import LoadLimits, LoadSensor
 from voice_assistant.transport.ice import gather_host_candidates_on
+from voice_assistant.transport.ice_servers import IceServers
 from voice_assistant.transport.jitter import release_audio_in_order
 from voice_assistant.transport.phone import PhoneCall
 from voice_assistant.transport.webrtc import Connections, VoiceHandler
@@ -22,6 +23,7 @@ from voice_assistant.web.admission import Admission
 from voice_assistant.web.api import api_router
 from voice_assistant.web.drain import Drain
 from voice_assistant.web.errors import install_error_handlers
+from voice_assistant.web.ice_servers import ice_servers_router
 from voice_assistant.web.logs import redact_access_log
 from voice_assistant.web.offer import Bindings, offer_router
 from voice_assistant.web.sites import ConnectionLimits, SiteGate, Sites
@@ -38,6 +40,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     release_audio_in_order()
     gather_host_candidates_on(settings.web.ice_addresses)
     redact_access_log()
+    ice_servers = IceServers(settings.ice)
     bindings = Bindings()
     handler = VoiceHandler(
         Connections(
@@ -55,7 +58,9 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
         concurrency_limit=settings.web.max_sessions,
         verbose=False,
     )
-    blocks = build_ui(handler, settings)
+    # Set, not passed: Stream makes one fixed RTCConfiguration of a dict; this one mints per connection.
+    stream.server_rtc_configuration = ice_servers.server()
+    blocks = build_ui(handler, settings, ice_servers)
     stream.ui = blocks
     load = LoadSensor(LoadLimits.from_settings(settings.web), assistant.metrics)
     admission = Admission(settings, load=load, metrics=assistant.metrics)
@@ -93,5 +98,6 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.include_router(api_router(assistant, admission))
     app.include_router(telephone_router(assistant, admission, calls))
     app.include_router(widget_router())
+    app.include_router(ice_servers_router(ice_servers))
     mounted: FastAPI = gr.mount_gradio_app(app, blocks, path="/")
     return mounted

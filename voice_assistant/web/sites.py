@@ -3,7 +3,7 @@
 A browser always tells which page a request comes from (`Origin`) and a page cannot lie about it. The
 server's own pages (the Gradio UI at /, /demo) and clients that are not browsers (no `Origin`) pass as
 before. A page on any other origin must present a site key (`X-Site-Key`) whose origins include its own,
-on `/webrtc/offer` and `/api/...`; only those origins get CORS headers there. A site key is not a secret
+on `/webrtc/...` and `/api/...`; only those origins get CORS headers there. A site key is not a secret
 (it sits in the page's HTML): it names a site, and its origins are what keep other sites out.
 
 New connections are limited per client address and per site key (moving window), and the connections
@@ -29,7 +29,7 @@ from voice_assistant.history.limits import RATE_WINDOW, LimitBook, Rate, bucket
 from voice_assistant.web.errors import ApiError
 
 SITE_KEY_HEADER: Final = "X-Site-Key"
-GUARDED_PATHS: Final = ("/webrtc/offer", "/api/")
+GUARDED_PATHS: Final = ("/webrtc/offer", "/webrtc/ice-servers", "/api/")
 _STATE: Final = "site_key"
 """Where the gate leaves the admitting site key for the routes (`request.state`)."""
 

@@ -8,6 +8,7 @@ import gradio as gr
 from fastrtc import WebRTC
 
 from voice_assistant.config import Settings
+from voice_assistant.transport.ice_servers import IceServers
 from voice_assistant.transport.webrtc import VoiceHandler
 
 _INTRO = """# Voice assistant
@@ -16,7 +17,11 @@ Keep the **session id** to come back later: paste it before connecting and the a
 conversation. Leave it empty for a new session."""
 
 
-def build_ui(handler: VoiceHandler, settings: Settings) -> gr.Blocks:
+def build_ui(handler: VoiceHandler, settings: Settings, ice_servers: IceServers) -> gr.Blocks:
+    async def rtc_configuration() -> dict[str, Any]:
+        """fastrtc's component asks for it (its `turn` call) before each connection: fresh credentials."""
+        return ice_servers.browser()
+
     blocks: gr.Blocks
     with gr.Blocks(title="Voice assistant") as blocks:
         gr.Markdown(_INTRO)
@@ -28,7 +33,10 @@ def build_ui(handler: VoiceHandler, settings: Settings) -> gr.Blocks:
                     modality="audio",
                     elem_id="microphone",
                     full_screen=False,
+                    rtc_configuration=rtc_configuration,
                 )
+                # Offers through Gradio's route reach this component's own peer connections.
+                microphone.server_rtc_configuration = ice_servers.server()
                 session_box = gr.Textbox(
                     label="Session id",
                     placeholder="empty: a new session; paste an id to resume",

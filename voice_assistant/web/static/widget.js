@@ -8,9 +8,10 @@
  * shadow root exposes part="button", "status", "captions", "reset" and "panel" for ::part() theming; its
  * `state` attribute is idle, connecting, listening, thinking, speaking or error.
  *
- * It speaks the server's client contract: WebRTC offer to {server}/webrtc/offer (with the session id kept
- * in localStorage, so a visitor who comes back continues the conversation), the events on the "text" data
- * channel, the spoken reply on the audio track. No dependencies, no build step.
+ * It speaks the server's client contract: the STUN/TURN servers from {server}/webrtc/ice-servers, a WebRTC
+ * offer to {server}/webrtc/offer (with the session id kept in localStorage, so a visitor who comes back
+ * continues the conversation), the events on the "text" data channel, the spoken reply on the audio track.
+ * No dependencies, no build step.
  */
 (() => {
   "use strict";
@@ -397,7 +398,9 @@
 
     async #negotiate(generation) {
       const current = (handler) => (...args) => generation === this.#generation && handler(...args);
-      const pc = new RTCPeerConnection();
+      const configuration = await this.#iceServers();
+      if (generation !== this.#generation) return;
+      const pc = new RTCPeerConnection(configuration);
       this.#pc = pc;
       for (const track of this.#microphone.getAudioTracks()) pc.addTrack(track, this.#microphone);
       const channel = pc.createDataChannel("text"); // the server sends the events on it
@@ -414,6 +417,24 @@
       await pc.setRemoteDescription(answer);
     }
 
+    /** The server's STUN/TURN servers ({iceServers}), asked anew for each connection: TURN credentials
+     * may be minted per connection and expire. Without an answer the browser's own defaults serve: the
+     * offer that follows is what succeeds or fails, and says why, as it does with no TURN server at all. */
+    async #iceServers() {
+      try {
+        const response = await fetch(`${this.server}/webrtc/ice-servers`, { headers: this.#siteHeaders() });
+        if (response.ok) return { iceServers: (await response.json()).iceServers ?? [] };
+      } catch {
+        // unreachable, or refused by CORS: the offer tells which
+      }
+      return {};
+    }
+
+    #siteHeaders() {
+      const siteKey = this.getAttribute("site-key");
+      return siteKey ? { "X-Site-Key": siteKey } : {};
+    }
+
     /** POST the offer; an answer is {type, sdp} and the session it belongs to is remembered. */
     async #offer(description) {
       const sessionId = this.sessionId;
@@ -423,9 +444,7 @@
         webrtc_id: crypto.randomUUID().replaceAll("-", ""),
         ...(sessionId && { session_id: sessionId }),
       };
-      const headers = { "Content-Type": "application/json" };
-      const siteKey = this.getAttribute("site-key");
-      if (siteKey) headers["X-Site-Key"] = siteKey;
+      const headers = { "Content-Type": "application/json", ...this.#siteHeaders() };
       let response;
       try {
         response = await fetch(`${this.server}/webrtc/offer`, {
