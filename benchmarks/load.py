@@ -1,10 +1,11 @@
 """`python -m benchmarks load`: N concurrent WebRTC sessions speaking at once, on this machine.
 
 For each N (10, 25, 50 by default) and each worker count (`serve --workers`: 1 and 2 by default) a fresh
-server (tiny model) takes N real aiortc clients that speak
-the same two turns at the same moment, in real time. Reported: endpointing under load (true end of
-speech -> `turn_ended` at the client), missed turns, the server's CPU and memory per session, the
-load generator's own CPU (it shares the cores), and audio lost on the way (sent vs received).
+server (tiny model) takes N real aiortc clients that speak the same two turns at the same moment, in real
+time; the offers it refuses with 503 (admission control: it is full or overloaded) are counted, and the
+rest measured. Reported: endpointing under load (true end of speech -> `turn_ended` at the client),
+missed turns, the server's CPU and memory per session, the load generator's own CPU (it shares the
+cores), and audio lost on the way (sent vs received).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from benchmarks.report import RESULTS, format_table, run_levels, seconds, write_levels
 from benchmarks.server import ServerProcess, keep_webrtc_on_loopback, process_cpu_seconds
 from benchmarks.speech import RATE, Utterance
-from voice_assistant.client import VoiceClient
+from voice_assistant.client import OfferRefused, VoiceClient
 
 SCRIPT = [
     Utterance(("Hello there,", "how are you today?"), inner_pause=0.3, gap_after=2.5),
@@ -40,16 +41,24 @@ def received_seconds(metrics: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in samples)
 
 
-async def connect_all(url: str, count: int) -> list[VoiceClient]:
+async def connect_all(url: str, count: int) -> tuple[list[VoiceClient], int]:
+    """The clients the server admitted, and how many it refused with 503 (admission control)."""
     clients = [VoiceClient(url, timeout=60) for _ in range(count)]
     limit = asyncio.Semaphore(5)
 
-    async def connect(client: VoiceClient) -> None:
+    async def connect(client: VoiceClient) -> bool:
         async with limit:
-            await client.connect()
+            try:
+                await client.connect()
+            except OfferRefused as refused:
+                if refused.status != 503:
+                    raise
+                await client.close()
+                return False
+            return True
 
-    await asyncio.gather(*(connect(client) for client in clients))
-    return clients
+    admitted = await asyncio.gather(*(connect(client) for client in clients))
+    return [client for client, ok in zip(clients, admitted, strict=True) if ok], admitted.count(False)
 
 
 async def speak(client: VoiceClient, offset: float) -> list[float]:
@@ -91,7 +100,7 @@ async def run_level(sessions: int, data_dir: Path, *, workers: int) -> dict[str,
     try:
         await asyncio.sleep(1.0)
         rss_before = server.rss_mb()
-        clients = await connect_all(server.url, sessions)
+        clients, refused = await connect_all(server.url, sessions)
         await asyncio.sleep(2.0)
         rss_connected = server.rss_mb()
         rng = random.Random(sessions)
@@ -120,18 +129,20 @@ async def run_level(sessions: int, data_dir: Path, *, workers: int) -> dict[str,
             await client.close()
     finally:
         server.stop()
+    admitted = len(clients)
     return {
         "sessions": sessions,
         "workers": workers,
-        "turns": sessions * len(SCRIPT),
+        "refused": refused,
+        "turns": admitted * len(SCRIPT),
         "endpointing_p50_s": float(np.percentile(delays, 50)) if delays else None,
         "endpointing_p95_s": float(np.percentile(delays, 95)) if delays else None,
         "endpointing_max_s": max(delays) if delays else None,
         "missed_turns": missed,
         "server_cores": server_cores,
-        "server_cpu_per_session": server_cores / sessions,
+        "server_cpu_per_session": server_cores / admitted if admitted else None,
         "load_generator_cores": client_cores,
-        "memory_per_session_mb": (rss_connected - rss_before) / sessions,
+        "memory_per_session_mb": (rss_connected - rss_before) / admitted if admitted else None,
         "audio_lost_pct": max(0.0, 100 * (1 - received / sent)) if sent else None,
     }
 
@@ -155,13 +166,14 @@ def main(argv: list[str]) -> None:
         [
             str(level["sessions"]),
             str(level["workers"]),
+            str(level["refused"]),
             seconds(level["endpointing_p50_s"]),
             seconds(level["endpointing_p95_s"]),
             seconds(level["endpointing_max_s"]),
             f"{level['missed_turns']}/{level['turns']}",
             f"{level['server_cores']:.2f}",
-            f"{level['server_cpu_per_session'] * 100:.1f}%",
-            f"{level['memory_per_session_mb']:.1f}",
+            "-" if level["server_cpu_per_session"] is None else f"{level['server_cpu_per_session']:.1%}",
+            "-" if level["memory_per_session_mb"] is None else f"{level['memory_per_session_mb']:.1f}",
             f"{level['load_generator_cores']:.2f}",
             f"{level['audio_lost_pct']:.1f}%",
         ]
@@ -170,6 +182,7 @@ def main(argv: list[str]) -> None:
     header = [
         "sessions",
         "workers",
+        "refused",
         "p50 s",
         "p95 s",
         "max s",
