@@ -10,7 +10,7 @@ from voice_assistant.cli import _worker_command, parser
 from voice_assistant.config import Settings
 from voice_assistant.workers import routing
 from voice_assistant.workers.routing import Router, session_in_path
-from voice_assistant.workers.supervisor import worker_count
+from voice_assistant.workers.supervisor import Worker, worker_count
 
 pytestmark = pytest.mark.unit
 
@@ -70,3 +70,14 @@ def test_the_session_of_an_event_stream_path() -> None:
     assert session_in_path("/api/sessions/abc/events") == "abc"
     assert session_in_path("/api/sessions/abc") is None
     assert session_in_path("/api/sessions/abc/audio/0") is None
+
+
+def test_a_worker_trusts_the_proxy_for_the_client_s_address_not_the_balancer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind a balancer the supervisor's environment names the balancer (uvicorn's FORWARDED_ALLOW_IPS);
+    a worker is reached only through the proxy on loopback, so that is whom it must believe."""
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.2")
+    monkeypatch.setenv("VA_WORKERS", "4")
+    environment = Worker(0, ["voice-assistant", "serve"]).environment()
+    assert environment["FORWARDED_ALLOW_IPS"] == "127.0.0.1" and environment["VA_WORKERS"] == "1"

@@ -80,10 +80,13 @@ class Worker:
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None and self.process.poll() is None else None
 
+    def environment(self) -> dict[str, str]:
+        """The supervisor's environment, but a plain server (VA_WORKERS=1) that takes the client's address
+        from the proxy in front of it (on loopback), whichever balancer the proxy itself trusts."""
+        return {**os.environ, "VA_WORKERS": "1", "FORWARDED_ALLOW_IPS": "127.0.0.1"}
+
     def start(self) -> None:
-        # VA_WORKERS=1: a worker is a plain server, whatever the environment says.
-        environment = {**os.environ, "VA_WORKERS": "1"}
-        self.process = subprocess.Popen(self._command, env=environment, preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(self._command, env=self.environment(), preexec_fn=_die_with_parent)
         self._started_at = time.monotonic()
         logger.info("worker %d started (pid %d, port %d)", self.index, self.process.pid, self.port)
 
