@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -46,7 +47,8 @@ def _serve(args: argparse.Namespace) -> None:
         # After the drain (SIGTERM) or at once (SIGINT): HTTP requests still open get this long.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
-    DrainingServer(config, drain=app.state.drain).run()
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises a captured SIGINT again once stopped
+        DrainingServer(config, drain=app.state.drain).run()
 
 
 def _worker_command(args: argparse.Namespace) -> list[str]:
