@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes import settle
 from voice_assistant.events import ErrorRaised, Event, ReplyDelta, ReplyDone, TurnStarted
 from voice_assistant.history.broadcast import Reassembly, frames
 from voice_assistant.session.hub import EventHub, event_of
@@ -44,7 +45,7 @@ async def test_local_subscribers_get_each_event_once_and_the_broadcast_carries_i
     a.start(), b.start()
     on_a, on_b = a.subscribe("s1"), b.subscribe("s1")
     first_a, first_b = asyncio.ensure_future(anext(on_a)), asyncio.ensure_future(anext(on_b))
-    await asyncio.sleep(0)  # both subscribed
+    await settle()  # both subscribed
     events = [
         TurnStarted(turn=0),
         ReplyDelta(turn=0, text="hi"),
