@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soxr
+from av import AudioFrame
 from fastrtc.utils import Context, current_context
 
 from benchmarks.speech import RATE, speak
@@ -146,3 +147,13 @@ async def test_an_impossible_sample_rate_is_reported_and_the_session_goes_on(ass
     await until_reply_done(channel)
     await handler.shutdown()
     assert "turn_ended" in channel.kinds()
+
+
+async def test_mono_frames_skip_fastrtc_s_resampler_and_others_still_take_it(assistant: Assistant) -> None:
+    handler = handler_bound_to(assistant, await assistant.new_session())
+    mono = AudioFrame.from_ndarray(np.zeros((1, 960), np.int16), format="s16", layout="mono")
+    mono.sample_rate = 48_000
+    assert list(handler.resample(mono)) == [mono]  # the very frame: no copy, no re-buffering
+    stereo = AudioFrame.from_ndarray(np.zeros((1, 1920), np.int16), format="s16", layout="stereo")
+    stereo.sample_rate = 48_000
+    assert [f.layout.name for f in handler.resample(stereo)] == ["mono"]

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
+from av import AudioFrame
 from fastrtc import AdditionalOutputs, AsyncStreamHandler
 from fastrtc.utils import get_current_context
 
@@ -149,6 +150,15 @@ class VoiceHandler(AsyncStreamHandler):
         self._publish(store_failure(what, error, metrics=metrics, session_id=session_id))
 
     # -- audio in
+
+    def resample(self, frame: AudioFrame) -> Generator[AudioFrame, None, None]:
+        """fastrtc runs every frame through an av resampler to its input format: a mono frame (what this
+        server's receiver decodes, see transport/receiver.py) goes on as it is, to the one resampler to
+        16 kHz in `_consume`; anything else still takes fastrtc's way."""
+        if frame.layout.name == "mono" and frame.format.name == "s16":
+            yield frame
+        else:
+            yield from super().resample(frame)
 
     async def receive(self, frame: tuple[int, np.ndarray]) -> None:
         rate, array = frame

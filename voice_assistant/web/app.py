@@ -16,7 +16,7 @@ from voice_assistant.config import Settings
 from voice_assistant.load import LoadLimits, LoadSensor
 from voice_assistant.transport.ice import gather_host_candidates_on
 from voice_assistant.transport.ice_servers import IceServers
-from voice_assistant.transport.jitter import release_audio_in_order
+from voice_assistant.transport.receiver import receive_audio_promptly
 from voice_assistant.transport.phone import PhoneCall
 from voice_assistant.transport.webrtc import Connections, VoiceHandler
 from voice_assistant.web.admission import Admission
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: Settings, *, assistant: Assistant | None = None) -> FastAPI:
     assistant = assistant or Assistant(settings)
-    release_audio_in_order()
+    receive_audio_promptly()
     gather_host_candidates_on(settings.web.ice_addresses)
     redact_access_log()
     ice_servers = IceServers(settings.ice)

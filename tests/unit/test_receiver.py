@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiortc.rtp import RtpPacket
 
-from voice_assistant.transport.jitter import InOrderAudioBuffer
+from voice_assistant.transport.receiver import InOrderAudioBuffer
 
 pytestmark = pytest.mark.unit
 
