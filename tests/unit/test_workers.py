@@ -61,7 +61,7 @@ def test_old_connections_are_forgotten_first(monkeypatch: pytest.MonkeyPatch) ->
     assert [router.for_connection(f"pc{i}") for i in range(3)] == [None, 1, 0]
 
 
-@pytest.mark.parametrize("cookie", [None, "", "x", "-1", "2", "1.0"])
+@pytest.mark.parametrize("cookie", [None, "", "x", "-1", "2", "1.0", "\u00b2"])
 def test_a_cookie_naming_no_worker_of_ours_is_ignored(cookie: str | None) -> None:
     assert Router(2).from_cookie(cookie) is None
 
