@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import MetaData
 
 from tests.fakes import InlineStore
+from tests.support.offers import browser_offer
 from tests.support.postgres import fresh_database
 from tests.support.servers import Servers
 from voice_assistant.history.database import make_engine
@@ -51,6 +53,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     started = Servers(tmp_path_factory)
     yield started
     started.stop_all()
+
+
+@pytest.fixture(scope="module")
+def offer_sdp() -> str:
+    """A browser-like offer (audio + data channel) to post to a server's offer routes."""
+    return asyncio.run(browser_offer())
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from typing import Any
 
 from voice_assistant.config import ModelSettings, Settings
 
-SERVE_FLAGS = ("model", "backend", "openai_base_url", "host", "port", "device", "min_silence_ms")
+SERVE_FLAGS = ("model", "backend", "openai_base_url", "host", "port", "workers", "device", "min_silence_ms")
 STORAGE_FLAGS = ("database_url", "data_dir")
 SHUTDOWN_GRACE_S = 5
 
@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> None:
     settings = _settings(args, SERVE_FLAGS + STORAGE_FLAGS)
     from voice_assistant.workers import supervisor
 
-    workers = args.workers or supervisor.worker_count(settings)
+    workers = supervisor.worker_count(settings)
     if workers > 1:
         supervisor.serve(settings, _worker_command(args), workers=workers, log_level=args.log_level.lower())
         return
@@ -52,11 +52,12 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _worker_command(args: argparse.Namespace) -> list[str]:
-    """This `serve` command line for one worker: the same flags, one process, host and port its own."""
+    """This `serve` command line for one worker: the same flags, one process (VA_WORKERS=1 in its
+    environment), host and port its own."""
     command = [sys.executable, "-m", "voice_assistant", "--log-level", args.log_level, "serve"]
     for flag in SERVE_FLAGS + STORAGE_FLAGS:
         value = getattr(args, flag)
-        if value is not None and flag not in ("host", "port"):
+        if value is not None and flag not in ("host", "port", "workers"):
             command += ["--" + flag.replace("_", "-"), str(value)]
     return command
 

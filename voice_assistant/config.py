@@ -9,7 +9,7 @@
 - `speech`: spoken replies (the TTS engine, and whether the browser hears them too);
 - `phone`: Twilio calls;
 - `web`: the HTTP server: address, public URL, limits, admin token, site keys, warm-up;
-- `ice`: the STUN/TURN servers both ends of a WebRTC connection use (media behind NAT);
+- `ice`: the STUN/TURN servers both ends of a WebRTC connection use (media behind NAT; ice_settings.py);
 - `storage`: where the history and the tiny checkpoints live.
 
 The environment keeps its flat names, one per field: a field is read from `VA_` + its name in upper case,
@@ -22,24 +22,16 @@ and is then taken whole: the environment does not fill it in. Names that are no 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from voice_assistant.flat_settings import FlatEnvironment, FlatKeywords, flat_names
+from voice_assistant.flat_settings import FlatEnvironment, FlatKeywords, SettingsGroup, flat_names
 from voice_assistant.ice_addresses import IceAddresses
+from voice_assistant.ice_settings import IceSettings
 
 DEFAULT_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"
 DEFAULT_SYSTEM_PROMPT = (
@@ -63,36 +55,7 @@ def normalized_origin(origin: str) -> str:
     return f"{parts.scheme}://{netloc}"
 
 
-# RFC 7064/7065 URLs as both browsers and aiortc read them (aiortc takes no stuns: and no [IPv6] host).
-_ICE_URL = re.compile(
-    r"(stun:[^?:/@\s\[\]]+(:\d{1,5})?|turns?:[^?:/@\s\[\]]+(:\d{1,5})?(\?transport=(udp|tcp))?)"
-)
-
-
-def _ice_server_urls(value: object) -> object:
-    """`VA_TURN_URLS` is comma-separated, like `VA_ICE_ADDRESSES`; each URL must be one a browser takes."""
-    if not isinstance(value, str):
-        return value
-    urls = tuple(url.strip() for url in value.split(",") if url.strip())
-    for url in urls:
-        if not _ICE_URL.fullmatch(url):
-            raise ValueError(
-                f"{url!r} is not a STUN/TURN URL like stun:host:3478, turn:host:3478?transport=udp "
-                "or turns:host:5349?transport=tcp"
-            )
-    return urls
-
-
-IceServerUrls = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_ice_server_urls)]
-
-
-class _Group(BaseModel):
-    """One concern's settings. Its fields take their flat name (the alias) as well as their own."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
-
-
-class ModelSettings(_Group):
+class ModelSettings(SettingsGroup):
     name: str = Field(
         default=DEFAULT_MODEL,
         validation_alias="model",
@@ -115,7 +78,7 @@ class ModelSettings(_Group):
     )
 
 
-class BackendSettings(_Group):
+class BackendSettings(SettingsGroup):
     """Where the model runs: in this process, or behind an OpenAI-compatible server (vLLM). The rest of
     the group is the server's, and used only with `kind="openai"`."""
 
@@ -169,7 +132,7 @@ class BackendSettings(_Group):
     )
 
 
-class HistorySettings(_Group):
+class HistorySettings(SettingsGroup):
     """What the model hears of the history."""
 
     audio_turns: int = Field(
@@ -196,7 +159,7 @@ class HistorySettings(_Group):
     )
 
 
-class TurnSettings(_Group):
+class TurnSettings(SettingsGroup):
     """Turn-taking on Silero VAD's 32 ms frames; `turn/` turns these into frame counts."""
 
     vad_threshold: float = Field(
@@ -244,7 +207,7 @@ class TurnSettings(_Group):
     )
 
 
-class SpeechSettings(_Group):
+class SpeechSettings(SettingsGroup):
     """Speech out: the voice of spoken replies."""
 
     engine: Literal["espeak", "kokoro"] = Field(
@@ -271,7 +234,7 @@ class SpeechSettings(_Group):
     )
 
 
-class PhoneSettings(_Group):
+class PhoneSettings(SettingsGroup):
     """Phone calls through Twilio Media Streams."""
 
     twilio_auth_token: SecretStr | None = Field(
@@ -295,7 +258,7 @@ class PhoneSettings(_Group):
     )
 
 
-class WebSettings(_Group):
+class WebSettings(SettingsGroup):
     """The HTTP server, and which sites may use it from their pages (the embeddable widget, web/sites.py)."""
 
     host: str = "127.0.0.1"
@@ -367,51 +330,7 @@ class WebSettings(_Group):
         return {key: [normalized_origin(origin) for origin in origins] for key, origins in sites.items()}
 
 
-class IceSettings(_Group):
-    """STUN/TURN servers for WebRTC media behind NAT (transport/ice_servers.py): the browsers receive them
-    with each connection (the UI through fastrtc, the widget from `GET /webrtc/ice-servers`) and the
-    server's own peer connections gather on them too, so media relays through TURN when either end
-    cannot be reached directly. coturn's shared secret (`use-auth-secret`) mints time-limited
-    credentials per connection; static ones are handed out as they are."""
-
-    turn_urls: IceServerUrls = Field(
-        default=(),
-        description="STUN/TURN URLs, comma-separated, e.g. turn:turn.example:3478?transport=udp,"
-        "turns:turn.example:5349?transport=tcp,stun:turn.example:3478; default: none.",
-    )
-    turn_username: str | None = Field(
-        default=None, description="A static TURN username (with turn_credential)."
-    )
-    turn_credential: SecretStr | None = Field(default=None, description="The static TURN password.")
-    turn_secret: SecretStr | None = Field(
-        default=None,
-        description="coturn's static-auth-secret: each connection gets its own time-limited credentials.",
-    )
-    turn_ttl_s: float = Field(
-        default=3600.0,
-        ge=60,
-        le=86400,
-        description="How long minted credentials stay valid (a connection's allocation must start before).",
-    )
-
-    @model_validator(mode="after")
-    def _credentials_match_urls(self) -> Self:
-        """A browser refuses a turn: URL without credentials (InvalidAccessError): say so at start."""
-        static = self.turn_username is not None
-        if static != (self.turn_credential is not None):
-            raise ValueError("VA_TURN_USERNAME and VA_TURN_CREDENTIAL go together: set both or neither")
-        if static and self.turn_secret is not None:
-            raise ValueError("set VA_TURN_SECRET or VA_TURN_USERNAME/VA_TURN_CREDENTIAL, not both")
-        has_credentials = static or self.turn_secret is not None
-        has_turn = any(url.startswith("turn") for url in self.turn_urls)
-        if has_turn and not has_credentials:
-            raise ValueError("a turn: URL needs VA_TURN_SECRET or VA_TURN_USERNAME and VA_TURN_CREDENTIAL")
-        if has_credentials and not has_turn:
-            raise ValueError("TURN credentials are set but VA_TURN_URLS names no turn: or turns: URL")
-        return self
-
-
-class StorageSettings(_Group):
+class StorageSettings(SettingsGroup):
     data_dir: Path = Field(default=Path.home() / ".local" / "share" / "voice-assistant")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in data_dir.")
     lease_ttl_s: float = Field(

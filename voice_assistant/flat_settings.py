@@ -14,9 +14,15 @@ import json
 import os
 from typing import Any, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsError
+
+
+class SettingsGroup(BaseModel):
+    """One concern's settings. Its fields take their flat name (the alias) as well as their own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
 
 
 @functools.cache

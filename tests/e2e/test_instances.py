@@ -18,7 +18,7 @@ from benchmarks.phone_client import TwilioCall, twiml_stream
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, Utterance
 from tests.support.servers import Servers
-from voice_assistant.client import VoiceClient
+from voice_assistant.client import Received, VoiceClient
 
 pytestmark = pytest.mark.e2e
 
@@ -46,10 +46,24 @@ def pair(servers: Servers, postgres_database: str) -> Pair:
     return a, b
 
 
+async def connected(server: ServerProcess, session_id: str | None = None) -> VoiceClient:
+    """A voice client connected to `server`, on a new session or on `session_id`."""
+    client = VoiceClient(server.url, session_id=session_id)
+    await client.connect()
+    return client
+
+
 async def speak(client: VoiceClient, *utterances: Utterance) -> None:
     for utterance in utterances:
         await client.microphone.play(utterance.audio())
         client.microphone.play(np.zeros(int(utterance.gap_after * RATE), dtype=np.float32))
+
+
+async def answered(client: VoiceClient, *utterances: Utterance) -> list[Received]:
+    """Speak `utterances` and wait for a reply to each; every reply_done of the connection so far."""
+    replies = len(client.events("reply_done")) + len(utterances)
+    await speak(client, *utterances)
+    return await asyncio.wait_for(client.wait_for("reply_done", replies), 30)
 
 
 async def stored(server: ServerProcess, session_id: str) -> dict[str, Any]:
@@ -64,16 +78,13 @@ async def test_a_session_started_on_a_goes_on_on_b_and_b_hears_a_s_turns(
     pair: Pair,
 ) -> None:
     a, b = pair
-    on_a = VoiceClient(a.url)
-    await on_a.connect()
-    await speak(on_a, *TURNS)
-    await asyncio.wait_for(on_a.wait_for("reply_done", len(TURNS)), 30)
+    on_a = await connected(a)
+    await answered(on_a, *TURNS)
     await on_a.close()
 
-    on_b = VoiceClient(b.url, session_id=on_a.session_id)
-    assert (await on_b.connect())["session_id"] == on_a.session_id
-    await speak(on_b, NEXT)
-    await asyncio.wait_for(on_b.wait_for("reply_done", 1), 30)
+    on_b = await connected(b, on_a.session_id)
+    assert on_b.session_id == on_a.session_id
+    await answered(on_b, NEXT)
     await on_b.close()
     assert on_b.events("turn_started")[0].message["data"]["turn"] == len(TURNS)
 
@@ -107,8 +118,7 @@ async def test_an_sse_subscriber_on_b_sees_a_connection_on_a(
 
         listener = asyncio.create_task(listen())
         await asyncio.wait_for(subscribed.wait(), 10)
-        client = VoiceClient(a.url, session_id=session_id)
-        await client.connect()
+        client = await connected(a, session_id)
         await speak(client, TURNS[0])
         await asyncio.wait_for(listener, 30)
         await client.close()
@@ -129,21 +139,6 @@ async def test_a_rate_limit_reached_on_a_holds_on_b(pair: Pair, offer_sdp: str) 
     assert statuses == [404] * OFFERS_PER_MINUTE + [429]
     assert on_b.status_code == 429 and "from this address" in on_b.json()["error"]
     assert 1 <= int(on_b.headers["Retry-After"]) <= 60
-
-
-@pytest.fixture(scope="module")
-def offer_sdp() -> str:
-    from aiortc import RTCPeerConnection
-
-    async def make() -> str:
-        pc = RTCPeerConnection()
-        pc.addTransceiver("audio")
-        await pc.setLocalDescription(await pc.createOffer())
-        sdp: str = pc.localDescription.sdp
-        await pc.close()
-        return sdp
-
-    return asyncio.run(make())
 
 
 async def test_a_call_token_from_a_is_spent_once_and_the_call_limit_holds_on_b(
@@ -183,10 +178,8 @@ async def test_after_a_is_killed_mid_conversation_b_has_every_finished_turn(
     pair: Pair,
 ) -> None:
     a, b = pair
-    client = VoiceClient(a.url)
-    await client.connect()
-    await speak(client, TURNS[0])
-    await asyncio.wait_for(client.wait_for("reply_done", 1), 30)
+    client = await connected(a)
+    await answered(client, TURNS[0])
     await speak(client, TURNS[1])
     await asyncio.wait_for(client.wait_for("turn_ended", 2), 30)  # the second turn is committed
     assert a.process is not None
@@ -195,8 +188,7 @@ async def test_after_a_is_killed_mid_conversation_b_has_every_finished_turn(
     await client.close()
 
     assert client.session_id is not None
-    resumed = VoiceClient(b.url, session_id=client.session_id)
-    await resumed.connect()
+    resumed = await connected(b, client.session_id)
     session = await stored(b, client.session_id)
     ended = {e.message["data"]["turn"]: e.message["data"] for e in client.events("turn_ended")}
     assert [turn["index"] for turn in session["turns"]] == sorted(ended) == [0, 1]
@@ -204,8 +196,7 @@ async def test_after_a_is_killed_mid_conversation_b_has_every_finished_turn(
         assert turn["audio_seconds"] == pytest.approx(ended[turn["index"]]["audio_seconds"], abs=0.002)
     assert session["turns"][0]["reply_text"] == client.events("reply_done")[0].message["data"]["text"]
 
-    await speak(resumed, NEXT)
-    done = await asyncio.wait_for(resumed.wait_for("reply_done", 1), 30)
+    done = await answered(resumed, NEXT)
     await resumed.close()
     assert done[0].message["data"]["turn"] == 2
     assert (await stored(b, client.session_id))["turns"][2]["context"]["audio_turns"] == [0, 1]

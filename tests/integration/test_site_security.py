@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from aiortc import RTCPeerConnection
 
 from benchmarks.server import ServerProcess
 from tests.support.servers import Servers
@@ -48,22 +47,6 @@ def client_at(server: ServerProcess, address: str = "127.0.0.1") -> httpx.Client
 def http(server: ServerProcess) -> Iterator[httpx.Client]:
     with client_at(server) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def offer_sdp() -> str:
-    """A browser-like offer (audio + data channel); the server answers it, nobody connects."""
-
-    async def make() -> str:
-        pc = RTCPeerConnection()
-        pc.addTransceiver("audio")
-        pc.createDataChannel("text")
-        await pc.setLocalDescription(await pc.createOffer())
-        sdp: str = pc.localDescription.sdp
-        await pc.close()
-        return sdp
-
-    return asyncio.run(make())
 
 
 def offer(sdp: str, number: int) -> dict[str, str]:

@@ -192,6 +192,19 @@ async def test_a_browser_sticks_to_the_worker_that_served_its_page(front: Front)
             assert (await http.post("/webrtc/offer", json=offer(f"ui-{worker}"))).json()["worker"] == worker
 
 
+async def test_a_new_offer_from_a_browser_whose_worker_is_full_goes_to_another(front: Front) -> None:
+    """The widget on a page this server served (/demo) has the cookie; a new offer needs no Gradio state."""
+    async with httpx.AsyncClient(base_url=front.url) as http:
+        page = (await http.get("/")).text
+        worker = int(page[-1])
+        front.workers[worker].full = True
+        answer = await http.post("/webrtc/offer", json=offer("widget"))
+        assert answer.status_code == 200 and answer.json()["worker"] == 1 - worker
+        candidate = {"type": "ice-candidate", "webrtc_id": "widget", "candidate": {}}
+        assert (await http.post("/webrtc/offer", json=candidate)).json()["worker"] == 1 - worker
+        assert (await http.get("/")).text == page  # the page itself stays where its state is
+
+
 @pytest.mark.parametrize("trusted", [True, False], ids=["behind a local balancer", "facing the world"])
 async def test_the_worker_sees_the_client_the_front_door_saw_never_a_forged_one(trusted: bool) -> None:
     """uvicorn takes `X-Forwarded-For` only from peers it trusts (loopback by default: a balancer on the

@@ -11,7 +11,8 @@ import pytest
 from aiortc import RTCPeerConnection
 from pydantic import ValidationError
 
-from voice_assistant.config import IceSettings, Settings
+from voice_assistant.config import Settings
+from voice_assistant.ice_settings import IceSettings
 from voice_assistant.transport.ice_servers import IceServers, rest_api_credentials
 
 pytestmark = pytest.mark.unit

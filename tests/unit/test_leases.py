@@ -74,3 +74,16 @@ async def test_a_clean_close_gives_every_lease_back(inline_store: InlineStore) -
     await a.take("calls", "c", limit=None, alive=lambda: True)
     await a.close()
     assert await b.count("calls") == 0
+
+
+async def test_a_release_while_the_store_is_away_lets_the_lease_run_out(inline_store: InlineStore) -> None:
+    clock = FakeClock()
+    a, b = on(inline_store, clock), on(inline_store, clock)
+    await a.take("calls", "c", limit=None, alive=lambda: True)
+    inline_store.fail("release_leases")
+    await a.release("c")  # the call ends all the same
+    clock.advance(TTL / 3)
+    await a.beat()  # no longer renewed
+    assert await b.count("calls") == 1
+    clock.advance(TTL)
+    assert await b.count("calls") == 0

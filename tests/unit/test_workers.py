@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from pydantic import ValidationError
 
-from voice_assistant.cli import _worker_command, parser
+from voice_assistant.cli import SERVE_FLAGS, _settings, _worker_command, parser
 from voice_assistant.config import Settings
 from voice_assistant.workers import routing
 from voice_assistant.workers.routing import Router, session_in_path
@@ -21,6 +22,13 @@ def test_a_worker_per_core_where_workers_are_light_else_one() -> None:
     assert worker_count(Settings(model="Qwen/Qwen2-Audio-7B-Instruct", backend="openai")) == cores
     assert worker_count(Settings(model="Qwen/Qwen2-Audio-7B-Instruct")) == 1  # each would load the model
     assert worker_count(Settings(model="Qwen/Qwen2-Audio-7B-Instruct", workers=3)) == 3
+
+
+@pytest.mark.parametrize("given", ["0", "-3"])
+def test_serve_workers_is_checked_as_va_workers_is(given: str) -> None:
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        _settings(parser().parse_args(["serve", "--workers", given]), SERVE_FLAGS)
+    assert worker_count(_settings(parser().parse_args(["serve", "--workers", "3"]), SERVE_FLAGS)) == 3
 
 
 def test_a_worker_runs_the_same_serve_flags_on_its_own_port() -> None:
@@ -61,7 +69,7 @@ def test_old_connections_are_forgotten_first(monkeypatch: pytest.MonkeyPatch) ->
     assert [router.for_connection(f"pc{i}") for i in range(3)] == [None, 1, 0]
 
 
-@pytest.mark.parametrize("cookie", [None, "", "x", "-1", "2", "1.0"])
+@pytest.mark.parametrize("cookie", [None, "", "x", "-1", "2", "1.0", "\u00b2"])
 def test_a_cookie_naming_no_worker_of_ours_is_ignored(cookie: str | None) -> None:
     assert Router(2).from_cookie(cookie) is None
 

@@ -59,8 +59,13 @@ class Leases:
         return await self._book.count_leases(pool, now=self._clock(), holder=self.holder, release=over)
 
     async def release(self, name: str) -> None:
+        """Give the lease back now. Never raises: with the store away it is no longer renewed here, and
+        runs out alone one TTL later (a phone call's end must not fail for it)."""
         if self._held.pop(name, None) is not None:
-            await self._book.release_leases(holder=self.holder, names=[name])
+            try:
+                await self._book.release_leases(holder=self.holder, names=[name])
+            except Exception as exc:
+                logger.warning("could not give back a lease (it runs out alone): %s", exc)
 
     async def beat(self) -> None:
         """One heartbeat: renew what lives, give back what is over, prune what ran out everywhere."""

@@ -18,7 +18,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer
 
 from voice_assistant.clock import Clock, utc_now
-from voice_assistant.config import IceSettings
+from voice_assistant.ice_settings import IceSettings
 
 
 def rest_api_credentials(secret: str, name: str, *, now: float, ttl_s: float) -> tuple[str, str]:

@@ -29,6 +29,7 @@ from voice_assistant.web.offer import Bindings, offer_router
 from voice_assistant.web.sites import ConnectionLimits, SiteGate, Sites
 from voice_assistant.web.telephone import telephone_router
 from voice_assistant.web.ui import build_ui
+from voice_assistant.web.ui_offer import UiOfferGate
 from voice_assistant.web.ui_transcript import UiTranscript
 from voice_assistant.web.widget import widget_router
 
@@ -91,7 +92,9 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.state.assistant = assistant
     app.state.stream = stream
     app.state.drain = drain
+    app.state.load = load
     install_error_handlers(app, assistant.metrics)
+    app.add_middleware(UiOfferGate, admission=admission)
     app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
     limits = ConnectionLimits(settings, store=assistant.store, leases=assistant.leases, live=stream.pcs)
     app.include_router(offer_router(assistant, stream, limits, bindings, admission))

@@ -20,6 +20,7 @@ import logging
 import signal
 import socket
 from collections.abc import Collection
+from dataclasses import dataclass
 from types import FrameType
 from typing import Protocol
 
@@ -37,37 +38,30 @@ class Drainable(Protocol):
         ...
 
 
+@dataclass(frozen=True, kw_only=True)
 class Drain:
-    def __init__(
-        self,
-        *,
-        admission: Admission,
-        live: Collection[Collection[Drainable]],
-        hub: EventHub,
-        timeout_s: float,
-    ) -> None:
-        """`live`: the collections of live connections (WebRTC handlers, phone calls), read at the start."""
-        self._admission = admission
-        self._live = live
-        self._hub = hub
-        self._timeout_s = timeout_s
+    admission: Admission
+    live: Collection[Collection[Drainable]]
+    """The collections of live connections (WebRTC handlers, phone calls), read when the drain starts."""
+    hub: EventHub
+    timeout_s: float
 
     async def run(self) -> None:
-        if self._admission.draining:
+        if self.admission.draining:
             return
-        self._admission.start_draining()
-        connections = [connection for group in self._live for connection in group]
-        logger.info("draining: %d live connections, for up to %g s", len(connections), self._timeout_s)
+        self.admission.start_draining()
+        connections = [connection for group in self.live for connection in group]
+        logger.info("draining: %d live connections, for up to %g s", len(connections), self.timeout_s)
         tasks = [asyncio.create_task(connection.drain()) for connection in connections]
         if tasks:
-            _, late = await asyncio.wait(tasks, timeout=self._timeout_s)
+            _, late = await asyncio.wait(tasks, timeout=self.timeout_s)
             for task in late:
                 task.cancel()
             for outcome in await asyncio.gather(*tasks, return_exceptions=True):
                 if isinstance(outcome, Exception):
                     logger.warning("a connection failed to drain: %r", outcome)
             logger.info("drained: %d of %d connections were still busy", len(late), len(tasks))
-        self._hub.end_subscriptions()
+        self.hub.end_subscriptions()
 
 
 class DrainingServer(uvicorn.Server):

@@ -20,10 +20,15 @@ class ApiError(HTTPException):
         super().__init__(status_code=status, detail=message, headers=headers)
 
 
+def error_response(exc: ApiError) -> JSONResponse:
+    """For middleware, which the app's exception handlers do not reach."""
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(UnknownSession)
     async def _unknown(_: Request, exc: UnknownSession) -> JSONResponse:

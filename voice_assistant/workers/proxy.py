@@ -131,8 +131,10 @@ class WorkerProxy:
                 self.router.for_session(offer.get("session_id") or session_in_path(request.url.path)),
             ]
         )
-        # A new offer may go to any worker that takes it; the rest go where their connection lives.
-        retry_refusals = offer.get("type") == "offer" and held is None and cookie is None
+        # A new offer may go to any worker that takes it (a browser's own worker first: the cookie is for
+        # the Gradio UI's state, which an offer here does not need); the rest go where their connection
+        # lives.
+        retry_refusals = offer.get("type") == "offer" and held is None
         refusal: httpx.Response | None = None
         for worker in self.router.candidates(first_of([held, cookie])):
             try:

@@ -44,8 +44,9 @@ class Router:
         self._sessions = _Bounded()
 
     def from_cookie(self, value: str | None) -> int | None:
-        """The worker a cookie names, if it is one of ours."""
-        if value is None or not value.isdigit():
+        """The worker a cookie names, if it is one of ours (`isdecimal`: "²", a Latin-1 byte a cookie may
+        carry, is a digit that `int` refuses: the proxy answered 500)."""
+        if value is None or not value.isdecimal():
             return None
         index = int(value)
         return index if index < self.workers else None
