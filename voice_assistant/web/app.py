@@ -16,8 +16,8 @@ from voice_assistant.config import Settings
 from voice_assistant.load import LoadLimits, LoadSensor
 from voice_assistant.transport.ice import gather_host_candidates_on
 from voice_assistant.transport.ice_servers import IceServers
-from voice_assistant.transport.receiver import receive_audio_promptly
 from voice_assistant.transport.phone import PhoneCall
+from voice_assistant.transport.receiver import receive_audio_promptly
 from voice_assistant.transport.webrtc import Connections, VoiceHandler
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.api import api_router
