@@ -26,11 +26,15 @@ class FrameVad(Protocol):
 
 def packaged_model_path() -> Path:
     """The ONNX file the `silero-vad` package ships, found without importing the package: its
-    `__init__` imports torch, seconds of start-up that the ONNX runtime does not need."""
+    `__init__` imports torch, seconds of start-up that the ONNX runtime does not need.
+
+    The "op18 ifless" export (silero-vad >= 6.2.1) is the same network without the If node that picks
+    the 8 kHz or 16 kHz branch at every call: its probabilities match `silero_vad.onnx` to 1e-6 on
+    speech, and a frame scored alone costs about an eighth less (155 against 175 us here)."""
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError("the silero-vad package is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad_op18_ifless.onnx"
 
 
 class SileroModel:
@@ -40,6 +44,7 @@ class SileroModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: the ifless export warns of unused initializers
         self._session = ort.InferenceSession(
             str(path or packaged_model_path()), sess_options=options, providers=["CPUExecutionProvider"]
         )
