@@ -3,6 +3,7 @@ frame scored alone, within the flush bound, and nothing lost or left behind when
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -157,6 +158,18 @@ def test_a_full_batch_or_a_lone_stream_is_scored_at_once() -> None:
     assert timers.pending == [0.0]  # the only live stream waits for no one
     timers.advance()
     assert model.batches == [2, 1]
+
+
+def test_a_stream_dropped_without_being_closed_holds_no_batch_back() -> None:
+    model = LoudnessModel()
+    timers = FakeTimers()
+    batcher = VadBatcher(model, max_delay_s=DELAY, schedule=timers)  # type: ignore[arg-type]
+    kept = batcher.stream(SileroStream(model))  # type: ignore[arg-type]
+    dropped = batcher.stream(SileroStream(model))  # type: ignore[arg-type]
+    del dropped
+    gc.collect()
+    kept.submit([np.zeros(FRAME_SAMPLES, np.float32)], lambda _f, _p: None)
+    assert timers.pending == [0.0]
 
 
 def test_a_stream_with_frames_queued_gets_them_in_order_one_run_each() -> None:

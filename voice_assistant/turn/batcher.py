@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -59,7 +60,8 @@ class VadBatcher:
         self._max_delay_s = max_delay_s
         self._max_batch = max_batch
         self._schedule = schedule
-        self._live: set[BatchedStream] = set()
+        self._live: weakref.WeakSet[BatchedStream] = weakref.WeakSet()
+        """Weakly: a stream that its session dropped without closing it must not hold every batch back."""
         self._waiting: dict[BatchedStream, None] = {}
         """The streams with frames to score, in the order that they submitted (a dict as an ordered set)."""
         self._timer: Timer | None = None
