@@ -69,6 +69,45 @@ class FakeClock:
         return self.now
 
 
+@dataclass
+class FakeTimers:
+    """A `voice_assistant.turn.batcher.Schedule` on virtual time: a callback runs when the test advances
+    the time past its due time."""
+
+    now: float = 0.0
+    _timers: list[FakeTimer] = field(default_factory=list)
+
+    def __call__(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
+        timer = FakeTimer(self.now + delay, callback)
+        self._timers.append(timer)
+        return timer
+
+    @property
+    def pending(self) -> list[float]:
+        """The due times of the timers set and not cancelled, nor run."""
+        return [timer.due for timer in self._timers if not timer.cancelled]
+
+    def advance(self, seconds: float = 0.0) -> None:
+        """Moves the time on, running each timer that falls due on the way, in the order they fall due."""
+        end = self.now + seconds
+        while due := [timer for timer in self._timers if not timer.cancelled and timer.due <= end]:
+            timer = min(due, key=lambda timer: timer.due)
+            self._timers.remove(timer)
+            self.now = max(self.now, timer.due)
+            timer.callback()
+        self.now = end
+
+
+@dataclass
+class FakeTimer:
+    due: float
+    callback: Callable[[], None]
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class ScriptedVad:
     """A `FrameVad` on a timeline: 0.9 for the frames whose middle falls in a span of speech (in seconds
     from the first frame), 0.05 elsewhere."""

@@ -22,6 +22,7 @@ from voice_assistant.session.hub import EventHub
 from voice_assistant.session.pipeline import Answering, Pipelines, TurnTaking
 from voice_assistant.session.window import WindowPolicy
 from voice_assistant.tts import Synthesizer, load_synthesizer
+from voice_assistant.turn.batcher import VadBatcher
 from voice_assistant.turn.semantic import load_end_of_turn
 from voice_assistant.turn.vad import FRAME_SAMPLES, SileroModel
 
@@ -72,7 +73,9 @@ class Assistant:
         try:
             turns = settings.turns
             end_of_turn = await asyncio.to_thread(load_end_of_turn, turns.end_of_turn, turns.smart_turn_path)
-            turn_taking = TurnTaking(vad=self.vad, settings=turns, end_of_turn=end_of_turn)
+            batch_s = turns.vad_batch_ms / 1000
+            batcher = VadBatcher(self.vad, max_delay_s=batch_s) if batch_s else None
+            turn_taking = TurnTaking(vad=self.vad, settings=turns, end_of_turn=end_of_turn, batcher=batcher)
             turn_taking.segmenter().feed(np.zeros(FRAME_SAMPLES * 4, dtype=np.float32))
             if end_of_turn is not None:
                 await asyncio.to_thread(end_of_turn.complete_probability, np.zeros(MODEL_RATE, np.float32))

@@ -171,6 +171,12 @@ class TurnSettings(SettingsGroup):
         lt=1.0,
         description="Probability under which a frame counts as silence (hysteresis).",
     )
+    vad_batch_ms: float = Field(
+        default=10.0,
+        ge=0.0,
+        le=32.0,
+        description="How long a frame may wait to be scored with other sessions' in one run; 0: alone.",
+    )
     min_speech_ms: int = Field(default=96, ge=32, description="Speech needed before a turn starts.")
     pause_ms: int = Field(
         default=200,

@@ -23,9 +23,10 @@ from voice_assistant.session.sink import AudioSink
 from voice_assistant.session.speech import Voice
 from voice_assistant.session.window import WindowPolicy
 from voice_assistant.tts.base import Synthesizer
+from voice_assistant.turn.batcher import VadBatcher
 from voice_assistant.turn.segmenter import TurnSegmenter
 from voice_assistant.turn.semantic import EndOfTurnModel
-from voice_assistant.turn.taker import TurnTaker
+from voice_assistant.turn.taker import TurnListener, TurnTaker
 from voice_assistant.turn.vad import SileroModel
 
 
@@ -40,9 +41,21 @@ class TurnTaking:
     vad: SileroModel
     settings: TurnSettings
     end_of_turn: EndOfTurnModel | None
+    batcher: VadBatcher | None = None
+    """Scores the frames of every stream of this process together; None: each frame as it comes."""
 
     def segmenter(self) -> TurnSegmenter:
         return TurnSegmenter.from_settings(self.vad.stream(), self.settings)
+
+    def taker(self, listener: TurnListener) -> TurnTaker:
+        silero = self.vad.stream()
+        return TurnTaker(
+            TurnSegmenter.from_settings(silero, self.settings),
+            listener,
+            end_of_turn=self.end_of_turn,
+            threshold=self.settings.end_of_turn_threshold,
+            scorer=self.batcher.stream(silero) if self.batcher is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -135,10 +148,4 @@ class Pipelines:
             speculative=answering.speculative,
             transcripts=answering.transcripts,
         )
-        turns = TurnTaker(
-            turn_taking.segmenter(),
-            conversation,
-            end_of_turn=turn_taking.end_of_turn,
-            threshold=turn_taking.settings.end_of_turn_threshold,
-        )
-        return SessionPipeline(conversation, turns)
+        return SessionPipeline(conversation, turn_taking.taker(conversation))

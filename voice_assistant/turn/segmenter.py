@@ -51,7 +51,11 @@ SegmentEvent = TurnBegan | TurnPaused | TurnResumed | TurnAudio
 
 
 class TurnSegmenter:
-    """Feed samples as they arrive (any chunk size); get turn events back as soon as a frame decides them."""
+    """Feed samples as they arrive (any chunk size); get turn events back as soon as a frame decides them.
+
+    `feed` scores each frame with the segmenter's own `vad`, at once. A caller that scores frames
+    elsewhere (batched with other streams') uses `split` and `push` instead: the same decisions, made when
+    each frame's probability comes back."""
 
     def __init__(self, vad: FrameVad, params: TurnParams, *, pad_frames: int) -> None:
         self._vad = vad
@@ -62,6 +66,8 @@ class TurnSegmenter:
         self._first_frame = 0
         """Index of `_frames[0]` in the stream."""
         self._next_frame = 0
+        """Frames pushed (scored) so far."""
+        self._frames_split = 0
         self._turn_start: int | None = None
         self._keep_quiet = pad_frames + params.min_speech_frames
 
@@ -74,7 +80,8 @@ class TurnSegmenter:
 
     @property
     def samples_seen(self) -> int:
-        return self._next_frame * FRAME_SAMPLES + len(self._pending)
+        """Every sample fed, whether or not its frame is scored yet."""
+        return self._frames_split * FRAME_SAMPLES + len(self._pending)
 
     @property
     def speaking(self) -> bool:
@@ -90,21 +97,33 @@ class TurnSegmenter:
         return self._cut(event) if event is not None else None
 
     def feed(self, samples: Samples) -> list[SegmentEvent]:
-        self._pending = np.concatenate([self._pending, samples]) if len(self._pending) else samples
         events: list[SegmentEvent] = []
-        usable = len(self._pending) - len(self._pending) % FRAME_SAMPLES
-        for offset in range(0, usable, FRAME_SAMPLES):
-            event = self._push_frame(np.ascontiguousarray(self._pending[offset : offset + FRAME_SAMPLES]))
+        for frame in self.split(samples):
+            event = self.push(frame, self._vad.prob(frame))
             if event is not None:
                 events.append(event)
-        self._pending = self._pending[usable:]
         return events
 
-    def _push_frame(self, frame: Samples) -> SegmentEvent | None:
+    def split(self, samples: Samples) -> list[Samples]:
+        """The whole frames that `samples` complete, to be scored and handed to `push`, all in order."""
+        self._pending = np.concatenate([self._pending, samples]) if len(self._pending) else samples
+        usable = len(self._pending) - len(self._pending) % FRAME_SAMPLES
+        frames = [
+            np.ascontiguousarray(self._pending[offset : offset + FRAME_SAMPLES])
+            for offset in range(0, usable, FRAME_SAMPLES)
+        ]
+        self._pending = self._pending[usable:]
+        self._frames_split += len(frames)
+        return frames
+
+    def push(self, frame: Samples, probability: float) -> SegmentEvent | None:
+        """The next frame that `split` gave, with its speech probability."""
+        if self._next_frame == self._frames_split:
+            raise RuntimeError("push() takes the frames that split() gave, each once")
         self._frames.append(frame)
         self._next_frame += 1
         result: SegmentEvent | None = None
-        match self._detector.push(self._vad.prob(frame)):
+        match self._detector.push(probability):
             case SpeechStarted(frame=start):
                 self._turn_start = start
                 result = TurnBegan(start_sample=start * FRAME_SAMPLES)

@@ -4,6 +4,10 @@ It tells a listener (the conversation) when the user starts, pauses, resumes and
 A pause is where a reply may start speculatively and where the end-of-turn model is asked; its
 verdict arrives from a worker thread a few tens of milliseconds later and ends the turn only if
 the user is still silent in the same pause.
+
+Frames are scored by the segmenter's own VAD as they are fed, or, given a `FrameScorer`, a few
+milliseconds later in a batch with other streams' frames (turn/batcher.py): the same decisions, in the
+same order, each made when its frame's probability comes back.
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ from typing import Protocol
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.clock import Clock, utc_now
 from voice_assistant.turn.detector import EndReason
-from voice_assistant.turn.segmenter import TurnAudio, TurnBegan, TurnPaused, TurnResumed, TurnSegmenter
+from voice_assistant.turn.segmenter import (
+    SegmentEvent,
+    TurnAudio,
+    TurnBegan,
+    TurnPaused,
+    TurnResumed,
+    TurnSegmenter,
+)
 from voice_assistant.turn.semantic import EndOfTurnModel
 
 logger = logging.getLogger(__name__)
@@ -36,6 +47,16 @@ class CompletedTurn:
     decided_at: datetime
     """When the turn was judged over."""
     reason: EndReason
+
+
+class FrameScorer(Protocol):
+    def submit(self, frames: list[Samples], scored: Callable[[Samples, float], None]) -> None:
+        """`scored` gets each frame with its speech probability, in order, soon (on the event loop)."""
+        ...
+
+    def close(self) -> None:
+        """Scores the frames still waiting at once, then takes no more."""
+        ...
 
 
 class TurnListener(Protocol):
@@ -60,8 +81,10 @@ class TurnTaker:
         threshold: float,
         clock: Clock = utc_now,
         offload: Offload = asyncio.to_thread,
+        scorer: FrameScorer | None = None,
     ) -> None:
         self._segmenter = segmenter
+        self._scorer = scorer
         self._listener = listener
         self._end_of_turn = end_of_turn
         self._threshold = threshold
@@ -75,23 +98,37 @@ class TurnTaker:
     def feed(self, samples: Samples, arrived: datetime) -> None:
         """16 kHz samples whose newest one arrived at `arrived`."""
         self._arrived = arrived
-        for event in self._segmenter.feed(samples):
-            match event:
-                case TurnBegan():
-                    self._listener.speech_started()
-                case TurnPaused(samples=so_far):
-                    self._pause += 1
-                    self._listener.speech_paused(so_far)
-                    if self._end_of_turn is not None:
-                        self._verdict = asyncio.create_task(self._judge(self._pause, so_far))
-                case TurnResumed():
-                    self._pause += 1
-                    self._listener.speech_resumed()
-                case TurnAudio() as turn:
-                    self._pause += 1
-                    self._finish(turn)
+        if self._scorer is None:
+            for event in self._segmenter.feed(samples):
+                self._take(event)
+        else:
+            self._scorer.submit(self._segmenter.split(samples), self._scored)
+
+    def _scored(self, frame: Samples, probability: float) -> None:
+        event = self._segmenter.push(frame, probability)
+        if event is not None:
+            self._take(event)
+
+    def _take(self, event: SegmentEvent) -> None:
+        match event:
+            case TurnBegan():
+                self._listener.speech_started()
+            case TurnPaused(samples=so_far):
+                self._pause += 1
+                self._listener.speech_paused(so_far)
+                if self._end_of_turn is not None:
+                    self._verdict = asyncio.create_task(self._judge(self._pause, so_far))
+            case TurnResumed():
+                self._pause += 1
+                self._listener.speech_resumed()
+            case TurnAudio() as turn:
+                self._pause += 1
+                self._finish(turn)
 
     async def close(self) -> None:
+        """The frames fed so far decided (a turn that they finish is finished), no verdict left waiting."""
+        if self._scorer is not None:
+            self._scorer.close()
         if self._verdict is not None:
             self._verdict.cancel()
             with contextlib.suppress(asyncio.CancelledError):
