@@ -85,6 +85,12 @@ class VoiceClient:
             if track.kind == "audio":
                 self._listening = asyncio.ensure_future(self._listen(track))
 
+        @self.pc.on("connectionstatechange")
+        def _state() -> None:
+            # A connection gone (closed by either side, or failed) no longer reads the microphone.
+            if self.pc.connectionState in ("closed", "failed"):
+                self.microphone.stop()
+
     async def _listen(self, track: MediaStreamTrack) -> None:
         """Drain the server's audio track (as a speaker would), noting how loud each frame is."""
         with contextlib.suppress(MediaStreamError):
@@ -158,6 +164,7 @@ class VoiceClient:
 
     async def close(self) -> None:
         """Hang up; the session stays on the server (resume it with `session_id`)."""
+        self.microphone.stop()
         await self.pc.close()
         if self._listening is not None:
             self._listening.cancel()

@@ -20,6 +20,7 @@ import numpy as np
 import soxr
 from aiortc import MediaStreamTrack
 from aiortc.codecs.opus import OpusEncoder
+from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, Packet
 from av.stream import Stream
 
@@ -97,7 +98,8 @@ class MicrophoneTrack(MediaStreamTrack):
 
     def play(self, samples_16k: np.ndarray) -> asyncio.Future[float]:
         """Queue mono float32 16 kHz audio (-1..1) behind what is still playing; the future is the wall
-        time (`time.time()`, or the `clock`'s) at which its last sample goes out."""
+        time (`time.time()`, or the `clock`'s) at which its last sample goes out, cancelled if the
+        microphone stops first (its connection closed)."""
         samples = samples_16k.astype(np.float32)
         end = self._sent + len(self._queue) * FRAME + 3 * len(samples)  # 16 -> 48 kHz
         if samples.any():
@@ -118,7 +120,17 @@ class MicrophoneTrack(MediaStreamTrack):
         """Audio (speech or silence) sent so far."""
         return self._sent / RATE
 
+    def stop(self) -> None:
+        """End the track: what is still queued never goes out, so its futures are cancelled."""
+        super().stop()
+        self._queue.clear()
+        for _, future in self._marks:
+            future.cancel()
+        self._marks.clear()
+
     async def recv(self) -> Packet[Stream]:
+        if self.readyState != "live":
+            raise MediaStreamError  # aiortc's sender ends on it
         if self._start is None:
             self._start = self._clock()
         # A real microphone hands over a frame once its last sample is captured.

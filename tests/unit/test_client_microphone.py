@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, CodecContext, Packet
 
 from benchmarks.speech import speak
@@ -90,3 +91,16 @@ async def test_microphones_playing_one_clip_share_its_packets_and_pauses_are_not
     assert first.sent_seconds == second.sent_seconds == count * FRAME / RATE
     assert mine == theirs  # the second's pause is the microphone's silence, the first's a queued one
     assert len(set(mine[-20:])) == 1
+
+
+async def test_a_stopped_microphone_cancels_what_it_will_never_send() -> None:
+    microphone = MicrophoneTrack(clock=TickingClock())
+    sent_clip = microphone.play(np.zeros(1_600, np.float32))  # 0.1 s: five packets
+    await sent(microphone, 5)
+    unsent = microphone.play(speak("Please remind me."))
+    microphone.stop()  # its connection closed
+    assert sent_clip.done() and not sent_clip.cancelled()
+    assert unsent.cancelled()
+    assert microphone.queued_seconds == 0
+    with pytest.raises(MediaStreamError):
+        await microphone.recv()
