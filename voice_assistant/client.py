@@ -4,7 +4,7 @@ It follows the client contract (README, "The client contract"): an offer to `/we
 channel for the events, and a microphone track that sends 20 ms Opus packets paced by the wall clock:
 the audio queued with `microphone.play()`, silence otherwise (after its speech the server hears a pause).
 Each clip is encoded once and its packets are shared by every client that plays it (client_microphone),
-so tens of clients fit on a core beside the server.
+and one ticker paces every microphone of the loop (client_pacing): tens of clients fit beside the server.
 Every event is kept with the wall time it arrived, and each queued clip tells when its last sample was
 "spoken": tests and benchmarks measure from the true end of speech to an event. README, "Python client",
 has an example.

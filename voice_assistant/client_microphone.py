@@ -5,6 +5,7 @@ nothing. aiortc's sender takes a track that hands over `av.Packet`s (already enc
 them into RTP, skipping its per-frame encode, audio-level measure and thread hop. So a clip is encoded
 once, the way aiortc's own `OpusEncoder` does it (48 kHz, 20 ms frames, its bitrate and options), and its
 packets are shared by every client that plays the same clip; silence is one encoded packet, reused.
+The packets go out on the ticks that every microphone of the event loop shares (client_pacing).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import functools
-import time
 from collections import deque
-from collections.abc import Callable
 
 import numpy as np
 import soxr
@@ -23,6 +22,8 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, Packet
 from av.stream import Stream
+
+from voice_assistant.client_pacing import Pacer, ticker
 
 RATE = 48_000
 FRAME = 960  # 20 ms
@@ -87,10 +88,11 @@ class MicrophoneTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        """`clock`: the wall clock that paces the packets and dates the clips' ends (a test's own)."""
+    def __init__(self, *, pacer: Pacer | None = None) -> None:
+        """`pacer`: what paces the packets and dates the clips' ends (a test's own); by default the ticker
+        that the event loop's microphones share."""
         super().__init__()
-        self._clock = clock
+        self._pacer = pacer
         self._queue: deque[bytes] = deque()
         self._start: float | None = None
         self._sent = 0
@@ -98,7 +100,7 @@ class MicrophoneTrack(MediaStreamTrack):
 
     def play(self, samples_16k: np.ndarray) -> asyncio.Future[float]:
         """Queue mono float32 16 kHz audio (-1..1) behind what is still playing; the future is the wall
-        time (`time.time()`, or the `clock`'s) at which its last sample goes out, cancelled if the
+        time (`time.time()`, or the pacer's) at which its last sample goes out, cancelled if the
         microphone stops first (its connection closed)."""
         samples = samples_16k.astype(np.float32)
         end = self._sent + len(self._queue) * FRAME + 3 * len(samples)  # 16 -> 48 kHz
@@ -131,11 +133,12 @@ class MicrophoneTrack(MediaStreamTrack):
     async def recv(self) -> Packet[Stream]:
         if self.readyState != "live":
             raise MediaStreamError  # aiortc's sender ends on it
+        if self._pacer is None:
+            self._pacer = ticker()
         if self._start is None:
-            self._start = self._clock()
+            self._start = self._pacer.now()
         # A real microphone hands over a frame once its last sample is captured.
-        due = self._start + (self._sent + FRAME) / RATE
-        await asyncio.sleep(max(0.0, due - self._clock()))
+        await self._pacer.until(self._start + (self._sent + FRAME) / RATE)
         packet = Packet(self._queue.popleft() if self._queue else silent_packet())
         # aiortc's RTP timestamp: the first sample's, counted from the start as its encoder counts it.
         packet.pts = self._sent

@@ -14,16 +14,17 @@ from voice_assistant.client_microphone import FRAME, RATE, TIME_BASE, Microphone
 pytestmark = pytest.mark.unit
 
 
-class TickingClock:
-    """A wall clock that moves on 20 ms each time it is read: the microphone reads it once per packet (and
-    once more at the start), so every packet is due when asked for and no test waits in real time."""
+class InstantPacer:
+    """Every packet is due when asked for (no test waits in real time); the ticks start at 1000 s."""
 
     def __init__(self) -> None:
-        self.now = 1_000.0
+        self.dues: list[float] = []
 
-    def __call__(self) -> float:
-        self.now += FRAME / RATE
-        return self.now
+    def now(self) -> float:
+        return 1_000.0
+
+    async def until(self, due: float) -> None:
+        self.dues.append(due)
 
 
 def decoded(payloads: list[bytes]) -> np.ndarray:
@@ -50,22 +51,22 @@ async def sent(microphone: MicrophoneTrack, count: int) -> list[bytes]:
 
 
 async def test_a_clip_decodes_back_to_itself_and_a_pause_to_silence() -> None:
-    clock = TickingClock()
-    microphone = MicrophoneTrack(clock=clock)
+    pacer = InstantPacer()
+    microphone = MicrophoneTrack(pacer=pacer)
     clip = speak("Hello there, how are you today?")  # espeak-ng
     spoken = microphone.play(clip)
     microphone.play(np.zeros(8_000, np.float32))  # 0.5 s
     clip_frames = -(-3 * len(clip) // FRAME)
     assert microphone.queued_seconds >= (clip_frames + 25) * FRAME / RATE
 
-    start = clock.now + FRAME / RATE  # the microphone's first reading
     payloads = await sent(microphone, clip_frames - 1)
     assert not spoken.done()  # its last sample goes out in the next packet
     payloads += await sent(microphone, 1)
-    assert spoken.result() == pytest.approx(start + 3 * len(clip) / RATE)
+    assert spoken.result() == pytest.approx(1_000.0 + 3 * len(clip) / RATE)
     payloads += await sent(microphone, 40)  # the pause, then silence of the microphone's own
     assert microphone.queued_seconds == 0
     assert microphone.sent_seconds == pytest.approx(len(payloads) * FRAME / RATE)
+    assert pacer.dues == pytest.approx([1_000.0 + (i + 1) * FRAME / RATE for i in range(len(payloads))])
 
     heard = decoded(payloads)
     assert len(heard) == len(payloads) * FRAME
@@ -79,7 +80,7 @@ async def test_a_clip_decodes_back_to_itself_and_a_pause_to_silence() -> None:
 
 async def test_microphones_playing_one_clip_share_its_packets_and_pauses_are_not_encoded() -> None:
     clip_packets.cache_clear()
-    first, second = MicrophoneTrack(clock=TickingClock()), MicrophoneTrack(clock=TickingClock())
+    first, second = MicrophoneTrack(pacer=InstantPacer()), MicrophoneTrack(pacer=InstantPacer())
     clip = speak("Please remind me.")
     first.play(clip)
     second.play(clip.copy())
@@ -94,7 +95,7 @@ async def test_microphones_playing_one_clip_share_its_packets_and_pauses_are_not
 
 
 async def test_a_stopped_microphone_cancels_what_it_will_never_send() -> None:
-    microphone = MicrophoneTrack(clock=TickingClock())
+    microphone = MicrophoneTrack(pacer=InstantPacer())
     sent_clip = microphone.play(np.zeros(1_600, np.float32))  # 0.1 s: five packets
     await sent(microphone, 5)
     unsent = microphone.play(speak("Please remind me."))
