@@ -1,8 +1,10 @@
 """`VoiceClient`: a Python client of the voice assistant over WebRTC (aiortc), speaking as a browser does.
 
 It follows the client contract (README, "The client contract"): an offer to `/webrtc/offer`, a data
-channel for the events, and a microphone track that sends 20 ms frames paced by the wall clock: the
-audio queued with `microphone.play()`, silence otherwise (after its speech the server hears a pause).
+channel for the events, and a microphone track that sends 20 ms Opus packets paced by the wall clock:
+the audio queued with `microphone.play()`, silence otherwise (after its speech the server hears a pause).
+Each clip is encoded once and its packets are shared by every client that plays it (client_microphone),
+and one ticker paces every microphone of the loop (client_pacing): tens of clients fit beside the server.
 Every event is kept with the wall time it arrived, and each queued clip tells when its last sample was
 "spoken": tests and benchmarks measure from the true end of speech to an event. README, "Python client",
 has an example.
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import time
 import uuid
@@ -22,70 +23,16 @@ from typing import Any
 
 import httpx
 import numpy as np
-import soxr
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
-RATE = 48_000
-FRAME = 960  # 20 ms
+from voice_assistant.client_microphone import MicrophoneTrack
+
 CONTRACT_EVENTS = frozenset(
     {"turn_started", "turn_ended", "reply_delta", "reply_done", "transcript", "error", "reconnect"}
 )
 """The events of the client contract (fastrtc's own messages share the data channel)."""
-
-
-class MicrophoneTrack(MediaStreamTrack):
-    """The client's microphone: 48 kHz mono frames of queued speech, or of silence, in real time."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._queue = np.zeros(0, dtype=np.int16)
-        self._start: float | None = None
-        self._sent = 0
-        self._marks: list[tuple[int, asyncio.Future[float]]] = []
-
-    def play(self, samples_16k: np.ndarray) -> asyncio.Future[float]:
-        """Queue mono float32 16 kHz audio (-1..1) behind what is still playing; the future is the wall
-        time (`time.time()`) at which its last sample goes out."""
-        upsampled = soxr.resample(samples_16k.astype(np.float32), 16_000, RATE)
-        self._queue = np.concatenate([self._queue, (np.clip(upsampled, -1, 1) * 32767).astype(np.int16)])
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._marks.append((self._sent + len(self._queue), future))
-        return future
-
-    @property
-    def queued_seconds(self) -> float:
-        """Audio queued and not sent yet."""
-        return len(self._queue) / RATE
-
-    @property
-    def sent_seconds(self) -> float:
-        """Audio (speech or silence) sent so far."""
-        return self._sent / RATE
-
-    async def recv(self) -> AudioFrame:
-        if self._start is None:
-            self._start = time.time()
-        # A real microphone hands over a frame once its last sample is captured.
-        due = self._start + (self._sent + FRAME) / RATE
-        await asyncio.sleep(max(0.0, due - time.time()))
-        chunk = self._queue[:FRAME]
-        self._queue = self._queue[FRAME:]
-        if len(chunk) < FRAME:
-            chunk = np.concatenate([chunk, np.zeros(FRAME - len(chunk), dtype=np.int16)])
-        frame = AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._sent
-        frame.time_base = fractions.Fraction(1, RATE)
-        self._sent += FRAME
-        for mark in [m for m in self._marks if m[0] <= self._sent]:
-            if not mark[1].done():
-                mark[1].set_result(self._start + mark[0] / RATE)  # when that sample was "spoken"
-            self._marks.remove(mark)
-        return frame
 
 
 class OfferRefused(ConnectionRefusedError):
@@ -137,6 +84,12 @@ class VoiceClient:
         def _track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
                 self._listening = asyncio.ensure_future(self._listen(track))
+
+        @self.pc.on("connectionstatechange")
+        def _state() -> None:
+            # A connection gone (closed by either side, or failed) no longer reads the microphone.
+            if self.pc.connectionState in ("closed", "failed"):
+                self.microphone.stop()
 
     async def _listen(self, track: MediaStreamTrack) -> None:
         """Drain the server's audio track (as a speaker would), noting how loud each frame is."""
@@ -211,6 +164,7 @@ class VoiceClient:
 
     async def close(self) -> None:
         """Hang up; the session stays on the server (resume it with `session_id`)."""
+        self.microphone.stop()
         await self.pc.close()
         if self._listening is not None:
             self._listening.cancel()
