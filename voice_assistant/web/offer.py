@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Container
 from typing import Any, TypeVar
 
 from aiortc.sdp import SessionDescription
@@ -59,6 +60,10 @@ class Bindings:
 
     def __contains__(self, webrtc_id: str) -> bool:
         return webrtc_id in self._sessions
+
+    def waiting(self, open_connections: Container[str]) -> bool:
+        """Whether an answered offer's connection is still open but its handler has not started yet."""
+        return any(webrtc_id in open_connections for webrtc_id in self._sessions)
 
 
 def offer_router(
