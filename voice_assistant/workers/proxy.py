@@ -4,8 +4,10 @@ Only HTTP and WebSockets come through here (offers, the API and its event stream
 streams); WebRTC media goes straight to the worker over UDP, since the SDP answer carries that worker's
 own ICE candidates. Routing decisions are `Router`'s. A worker that cannot be reached, or refuses a new
 offer with 503 (it is full, or draining), is passed over for the next one; only when every worker
-refuses does the client get the refusal. `/healthz` is this process's, `/readyz` is ready while any
-worker is, and `/metrics` gathers every worker's, each sample labelled with its worker.
+refuses does the client get the refusal. A worker that fails once the request went out is passed
+over only for an idempotent request: a POST it may have carried out (a session created, an offer
+answered) is not replayed elsewhere, the client gets 502. `/healthz` is this process's, `/readyz` is
+ready while any worker is, and `/metrics` gathers every worker's, each sample labelled with its worker.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ REPLACED = frozenset({"x-forwarded-for", "x-forwarded-proto"})
 """Set by the proxy from what its own front door resolved (`_forwarded`), never passed on."""
 OFFER_PATH = "/webrtc/offer"
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+"""Methods whose request may be sent again (RFC 9110 9.2.2): once or twice, the outcome is the same."""
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Transport errors before any of the request went out: it can go to another worker, whatever it is."""
 
 
 class Upstream(Protocol):
@@ -140,7 +146,19 @@ class WorkerProxy:
             try:
                 upstream = await self._send(worker, request, body)
             except httpx.TransportError as exc:
-                logger.warning("worker %d unreachable: %s", worker, exc)
+                if not _may_retry(request.method, exc):
+                    # The worker may have carried it out (a session created, an offer answered): once
+                    # is all a request that is not idempotent may happen.
+                    logger.warning(
+                        "worker %d failed on %s %s: %r", worker, request.method, request.url.path, exc
+                    )
+                    if refusal is not None:
+                        await refusal.aclose()
+                    return JSONResponse(
+                        {"error": "the worker failed while answering: the request may have been carried out"},
+                        status_code=502,
+                    )
+                logger.warning("worker %d unreachable: %r", worker, exc)
                 continue
             if retry_refusals and upstream.status_code == 503:
                 if refusal is not None:
@@ -275,6 +293,10 @@ def _offer_fields(body: bytes) -> dict[str, str]:
     if not isinstance(parsed, dict):
         return {}
     return {k: v for k in ("type", "webrtc_id", "session_id") if isinstance(v := parsed.get(k), str)}
+
+
+def _may_retry(method: str, error: httpx.TransportError) -> bool:
+    return method.upper() in IDEMPOTENT or isinstance(error, NEVER_SENT)
 
 
 def _end_to_end(upstream: httpx.Response) -> list[tuple[str, str]]:
