@@ -25,7 +25,7 @@ from voice_assistant.web.drain import Drain, Live
 from voice_assistant.web.errors import install_error_handlers
 from voice_assistant.web.ice_servers import ice_servers_router
 from voice_assistant.web.logs import redact_access_log
-from voice_assistant.web.offer import Bindings, offer_router
+from voice_assistant.web.offer import Bindings, NewOffers, offer_router
 from voice_assistant.web.sites import ConnectionLimits, SiteGate, Sites
 from voice_assistant.web.telephone import telephone_router
 from voice_assistant.web.ui import build_ui
@@ -97,10 +97,11 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.state.drain = drain
     app.state.load = load
     install_error_handlers(app, assistant.metrics)
-    app.add_middleware(UiOfferGate, admission=admission)
-    app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
     limits = ConnectionLimits(settings, store=assistant.store, leases=assistant.leases, live=stream.pcs)
-    app.include_router(offer_router(assistant, stream, limits, bindings, admission))
+    offers = NewOffers(assistant.ready, admission, limits)
+    app.add_middleware(UiOfferGate, offers=offers, metrics=assistant.metrics)
+    app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
+    app.include_router(offer_router(assistant, stream, offers, bindings))
     app.include_router(api_router(assistant, admission))
     app.include_router(telephone_router(assistant, admission, calls))
     app.include_router(widget_router())
