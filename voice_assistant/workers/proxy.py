@@ -53,6 +53,8 @@ REPLACED = frozenset({"x-forwarded-for", "x-forwarded-proto"})
 """Set by the proxy from what its own front door resolved (`_forwarded`), never passed on."""
 OFFER_PATH = "/webrtc/offer"
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+WORKER_KEEP_ALIVE_S = 5.0
+"""uvicorn's `timeout_keep_alive`, which the workers keep."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 """Methods whose request may be sent again (RFC 9110 9.2.2): once or twice, the outcome is the same."""
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -78,7 +80,11 @@ class WorkerProxy:
         self.router = Router(len(upstreams))
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=5.0, read=None, write=30.0, pool=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            # An idle connection is dropped here before the worker drops it (uvicorn: after 5 s): a POST sent
+            # on one the worker is closing would fail after it went out, and is not sent again.
+            limits=httpx.Limits(
+                max_connections=None, max_keepalive_connections=64, keepalive_expiry=WORKER_KEEP_ALIVE_S / 2
+            ),
         )
         self.app = Starlette(
             routes=[
