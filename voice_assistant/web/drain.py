@@ -103,10 +103,9 @@ class Drain:
                 if connection not in tasks:
                     tasks[connection] = asyncio.create_task(connection.drain())
             busy = [task for task in tasks.values() if not task.done()]
-            if not (busy or self.pending()):
+            left = deadline - loop.time()
+            if left <= 0 or not (busy or self.pending()):
                 break
-            # Each drain gets its first step even when the time is up: it still tells its client.
-            left = max(0.0, deadline - loop.time())
             joins = [asyncio.create_task(group.joined.wait()) for group in self.live]
             await asyncio.wait(
                 [*busy, *joins],
@@ -115,8 +114,9 @@ class Drain:
             )
             for join in joins:
                 join.cancel()
-            if loop.time() >= deadline:
-                break
+        await asyncio.sleep(
+            0
+        )  # one that joined last takes its first step: cut short, it still tells its client
         late = [task for task in tasks.values() if not task.done()]
         for task in late:
             task.cancel()
