@@ -253,6 +253,8 @@ class DroppingWorker:
 
     port: int = 0
     requests: list[bytes] = field(default_factory=list)
+    dies: bool = False
+    """Its process dies as it hangs up (SIGKILL while it answered), as its supervisor then sees."""
 
     @property
     def url(self) -> str:
@@ -260,7 +262,7 @@ class DroppingWorker:
 
     @property
     def pid(self) -> int | None:
-        return None
+        return None if self.dies and self.requests else 4242
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -326,3 +328,15 @@ async def test_any_request_goes_to_another_worker_when_one_cannot_be_reached() -
         answered = await http.post("/webrtc/offer", json=offer("pc"))
     assert created.status_code == 201 and answered.json()["worker"] == 1
     assert healthy.seen[0] == {"new session": True}
+
+
+async def test_an_offer_to_a_worker_that_died_meanwhile_goes_to_another() -> None:
+    """Its answer, if it made one, died with it; a session it may have created is another matter."""
+    dying = DroppingWorker(dies=True)
+    async with behind_a_failing_worker(dying) as (http, healthy):
+        answered = await http.post("/webrtc/offer", json=offer("pc", session_id="s"))
+    assert answered.status_code == 200 and answered.json()["worker"] == 1
+    dying = DroppingWorker(dies=True)
+    async with behind_a_failing_worker(dying) as (http, healthy):
+        created = await http.post("/api/sessions", json={})
+    assert created.status_code == 502 and healthy.seen == []
