@@ -320,7 +320,9 @@ class WebSettings(SettingsGroup):
         "offers and calls are refused.",
     )
     retry_after_s: int = Field(
-        default=5, ge=1, description="Retry-After of an offer refused while overloaded, full or draining."
+        default=5,
+        ge=1,
+        description="Retry-After of an offer refused when overloaded, full, draining or at its site's limit.",
     )
     drain_timeout_s: float = Field(
         default=30.0,

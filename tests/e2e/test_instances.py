@@ -147,6 +147,9 @@ async def test_a_call_token_from_a_is_spent_once_and_the_call_limit_holds_on_b(
     a, b = pair
     answer = await TwilioCall(a.url).ring()
     _, parameters = twiml_stream(answer.text)
+    # VA_MAX_CALLS=1: the answered call holds the one place from its answer on, before its stream starts.
+    racing = await TwilioCall(b.url).ring()
+    assert "busy" in racing.text and "<Stream" not in racing.text
     calls = [TwilioCall(server.url) for server in (a, b)]
     await asyncio.gather(
         *(

@@ -134,6 +134,11 @@ async def test_webhooks_without_a_valid_signature_are_refused(server: ServerProc
     assert signed.status_code == 200 and signed.headers["content-type"].startswith("application/xml")
     url, parameters = twiml_stream(signed.text)
     assert url == server.url.replace("http://", "ws://") + "/telephone/stream" and parameters["token"]
+    call = TwilioCall(server.url)  # the answer holds a place (VA_MAX_CALLS) until its stream ends
+    await call.open_stream(url, parameters)
+    async with asyncio.timeout(10):
+        await call.wait(lambda: call.reply_audio())
+    await call.hang_up()
 
 
 async def test_streams_without_a_valid_unused_token_are_closed(server: ServerProcess) -> None:

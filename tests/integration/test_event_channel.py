@@ -104,3 +104,22 @@ async def test_both_sides_reconnect_after_losing_their_connection(
     messages = [record.getMessage() for record in caplog.records]
     assert any("lost the event channel" in m for m in messages), messages
     assert any("could not send events" in m for m in messages), messages
+
+
+async def test_what_is_still_queued_at_close_reaches_the_other_instances(postgres_database: str) -> None:
+    a, b = EventHub.for_database(postgres_database), EventHub.for_database(postgres_database)
+    a.start(), b.start()
+    try:
+        assert b._broadcast is not None
+        await asyncio.wait_for(b._broadcast.listening.wait(), 10)
+        on_b = b.subscribe("s1")
+        first: asyncio.Future[Any] = asyncio.ensure_future(anext(on_b))
+        await asyncio.sleep(0.1)
+        events = turn(0, "The last ", "words before the shutdown.")
+        for event in events:
+            a.publish("s1", event)
+        await a.close()  # at once: nothing has been sent yet
+        assert [await asyncio.wait_for(first, 10), *await collect(on_b, len(events) - 1)] == events
+    finally:
+        await a.close()
+        await b.close()

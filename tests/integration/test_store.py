@@ -213,3 +213,19 @@ async def test_instances_racing_for_the_last_places_never_pass_a_limit(store: Hi
     assert hits.count(None) == 3
     assert all(refused is None or refused.retry_after_s == 60 for refused in hits)
     assert await store.hit([rate], now=T0 + RATE_WINDOW) is None  # the window moved on
+
+
+async def test_a_place_reserved_by_one_instance_and_taken_over_by_another_counts_once(
+    store: HistoryStore,
+) -> None:
+    reserved = T0 + timedelta(seconds=60)
+    assert await store.take_lease("calls", holder="a", name="t", expires_at=reserved, now=T0, limit=1) is None
+    held = T0 + timedelta(seconds=30)
+    assert (
+        await store.take_lease(
+            "calls", holder="b", name="t", expires_at=held, now=T0, limit=None, take_over=True
+        )
+        is None
+    )
+    assert await store.count_leases("calls", now=T0, holder="a") == 1
+    assert await store.take_lease("calls", holder="a", name="u", expires_at=reserved, now=T0, limit=1) == 1

@@ -1,6 +1,7 @@
-"""The Gradio UI's own offers go through admission as `POST /webrtc/offer` does: on the real app (real
-Gradio, fastrtc and aiortc), an overloaded or draining worker refuses them with 503 + Retry-After, an
-idle one answers them, and ICE candidates still reach fastrtc."""
+"""The Gradio UI's own offers pass the checks of `POST /webrtc/offer`: on the real app (real Gradio,
+fastrtc and aiortc), an overloaded or draining worker refuses them with 503 + Retry-After, so does one
+whose model is not ready, an address past its offer rate gets 429, an idle worker answers them, and ICE
+candidates still reach fastrtc."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastrtc import WebRTC
+from sqlalchemy.exc import OperationalError
 
 from voice_assistant.config import Settings
 from voice_assistant.web.app import create_app
@@ -20,11 +22,13 @@ pytestmark = pytest.mark.integration
 
 UI_OFFER = "/gradio_api/component_server/"
 """Where fastrtc's component in the UI posts its offers (Gradio's JS client adds the slash)."""
+PER_ADDRESS = 3
 
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
-    app = create_app(Settings(model="tiny", data_dir=tmp_path))
+    app = create_app(Settings(model="tiny", data_dir=tmp_path, offers_per_minute_per_address=PER_ADDRESS))
+    app.state.assistant.ready.set()  # the model's loading is not what these tests are about
     yield app
     for pc in list(microphone(app).pcs.values()):
         await pc.close()
@@ -91,3 +95,36 @@ async def test_a_draining_worker_refuses_the_uis_offer(
     response = await http.post(UI_OFFER, json=ui_offer(app, offer_sdp, "late"))
     assert response.status_code == 503 and "shutting down" in response.json()["error"]
     assert refused(app, "draining") == 1
+
+
+async def test_a_worker_whose_model_is_not_ready_refuses_the_uis_offer(
+    app: FastAPI, http: httpx.AsyncClient, offer_sdp: str
+) -> None:
+    app.state.assistant.ready.clear()
+    response = await http.post(UI_OFFER, json=ui_offer(app, offer_sdp, "early"))
+    assert response.status_code == 503 and "not ready" in response.json()["error"]
+    assert "early" not in microphone(app).pcs
+
+
+async def test_the_uis_offers_count_in_the_per_address_rate_with_the_others(
+    app: FastAPI, http: httpx.AsyncClient, offer_sdp: str
+) -> None:
+    ui = [await http.post(UI_OFFER, json=ui_offer(app, offer_sdp, f"ui-{n}")) for n in range(PER_ADDRESS - 1)]
+    contract = await http.post("/webrtc/offer", json={"sdp": offer_sdp, "type": "offer", "webrtc_id": "w"})
+    assert [r.status_code for r in ui] == [200] * (PER_ADDRESS - 1) and contract.status_code == 200
+    late = await http.post(UI_OFFER, json=ui_offer(app, offer_sdp, "late"))
+    assert late.status_code == 429 and "retry-after" in late.headers
+    assert "too many new connections from this address" in late.json()["error"]
+    assert "late" not in microphone(app).pcs
+
+
+async def test_the_uis_offer_while_the_store_is_away_is_a_503_to_retry(
+    app: FastAPI, http: httpx.AsyncClient, offer_sdp: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def away(*_: Any, **__: Any) -> None:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(app.state.assistant.store, "hit", away)
+    response = await http.post(UI_OFFER, json=ui_offer(app, offer_sdp, "stored"))
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert "stored" not in microphone(app).pcs

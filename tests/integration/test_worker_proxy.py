@@ -66,6 +66,10 @@ class StandInWorker:
 
             return StreamingResponse(stream(), media_type="text/event-stream")
 
+        async def new_session(_: Request) -> Response:
+            self.seen.append({"new session": True})
+            return JSONResponse({"session_id": f"session-{self.index}"}, status_code=201)
+
         async def page(_: Request) -> Response:
             return PlainTextResponse(f"worker {self.index}")
 
@@ -88,6 +92,7 @@ class StandInWorker:
             routes=[
                 Route("/webrtc/offer", offer, methods=["POST"]),
                 Route("/api/sessions/{session_id}/events", events),
+                Route("/api/sessions", new_session, methods=["POST"]),
                 Route("/", page),
                 Route("/readyz", readyz),
                 Route("/metrics", metrics),
@@ -240,3 +245,98 @@ async def test_readyz_reports_each_worker(front: Front) -> None:
     async with httpx.AsyncClient(base_url=front.url) as http:
         answer = (await http.get("/readyz")).json()
     assert answer == {"ready": True, "workers": [{"pid": None, "ready": True}, {"pid": None, "ready": True}]}
+
+
+@dataclass
+class DroppingWorker:
+    """Reads each request whole, then hangs up without an answer: it may have carried the request out."""
+
+    port: int = 0
+    requests: list[bytes] = field(default_factory=list)
+    dies: bool = False
+    """Its process dies as it hangs up (SIGKILL while it answered), as its supervisor then sees."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.dies and self.requests else 4242
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = next(
+            (int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length")), 0
+        )
+        self.requests.append(lines[0] + b" " + await reader.readexactly(length))
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def behind_a_failing_worker(
+    failing: DroppingWorker | None,
+) -> AsyncIterator[tuple[httpx.AsyncClient, StandInWorker]]:
+    """Worker 0 fails (hangs up, or with None: nothing listens on its port), worker 1 answers; the
+    client's cookie sends it to worker 0 first."""
+    healthy = StandInWorker(1)
+    server: asyncio.Server | None = None
+    with contextlib.ExitStack() as stack:
+        healthy.port = stack.enter_context(serving(healthy.app()))
+        if failing is None:
+            failing = DroppingWorker(port=closed_port())
+        else:
+            server = await asyncio.start_server(failing.serve, "127.0.0.1", 0)
+            failing.port = server.sockets[0].getsockname()[1]
+        proxy = WorkerProxy([failing, healthy])
+        port = stack.enter_context(serving(proxy.app))
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", cookies={COOKIE: "0"}) as http:
+                yield http, healthy
+        finally:
+            if server is not None:
+                server.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_post_the_worker_may_have_carried_out_is_not_replayed_on_another() -> None:
+    dropping = DroppingWorker()
+    async with behind_a_failing_worker(dropping) as (http, healthy):
+        created = await http.post("/api/sessions", json={})
+        answered = await http.post("/webrtc/offer", json=offer("pc"))
+    assert created.status_code == 502 and answered.status_code == 502
+    assert "may have been carried out" in created.json()["error"]
+    assert len(dropping.requests) == 2 and healthy.seen == []  # one session at most, one answer at most
+
+
+async def test_an_idempotent_request_goes_to_another_worker_when_one_fails() -> None:
+    dropping = DroppingWorker()
+    async with behind_a_failing_worker(dropping) as (http, _):
+        page = await http.get("/")
+    assert page.text == "worker 1" and len(dropping.requests) == 1
+
+
+async def test_any_request_goes_to_another_worker_when_one_cannot_be_reached() -> None:
+    async with behind_a_failing_worker(None) as (http, healthy):
+        created = await http.post("/api/sessions", json={})
+        answered = await http.post("/webrtc/offer", json=offer("pc"))
+    assert created.status_code == 201 and answered.json()["worker"] == 1
+    assert healthy.seen[0] == {"new session": True}
+
+
+async def test_an_offer_to_a_worker_that_died_meanwhile_goes_to_another() -> None:
+    """Its answer, if it made one, died with it; a session it may have created is another matter."""
+    dying = DroppingWorker(dies=True)
+    async with behind_a_failing_worker(dying) as (http, healthy):
+        answered = await http.post("/webrtc/offer", json=offer("pc", session_id="s"))
+    assert answered.status_code == 200 and answered.json()["worker"] == 1
+    dying = DroppingWorker(dies=True)
+    async with behind_a_failing_worker(dying) as (http, healthy):
+        created = await http.post("/api/sessions", json={})
+    assert created.status_code == 502 and healthy.seen == []

@@ -12,7 +12,7 @@ from voice_assistant.load import LoadLimits, LoadSensor
 from voice_assistant.metrics import Metrics
 from voice_assistant.session.hub import EventHub
 from voice_assistant.web.admission import Admission
-from voice_assistant.web.drain import Drain
+from voice_assistant.web.drain import Drain, Live
 
 pytestmark = pytest.mark.unit
 
@@ -34,11 +34,17 @@ class Connection:
         self.drained = True
 
 
-def drain_of(connections: list[Connection], hub: EventHub, *, timeout_s: float) -> tuple[Drain, Admission]:
+def drain_of(
+    connections: Live[Connection], hub: EventHub, *, timeout_s: float, pending: list[bool] | None = None
+) -> tuple[Drain, Admission]:
     metrics = Metrics()
     load = LoadSensor(LoadLimits(max_lag_s=1.0, max_cpu=1.0), metrics)
     admission = Admission(Settings(), load=load, metrics=metrics)
-    return Drain(admission=admission, live=[connections], hub=hub, timeout_s=timeout_s), admission
+    waiting = pending if pending is not None else [False]
+    drain = Drain(
+        admission=admission, live=[connections], hub=hub, timeout_s=timeout_s, pending=lambda: waiting[0]
+    )
+    return drain, admission
 
 
 async def subscriber(hub: EventHub) -> list[str]:
@@ -47,17 +53,18 @@ async def subscriber(hub: EventHub) -> list[str]:
 
 async def test_new_work_is_refused_at_once_and_the_hub_closes_after_the_last_connection() -> None:
     hub = EventHub()
-    connections = [Connection(), Connection()]
+    connections = Live([Connection(), Connection()])
     drain, admission = drain_of(connections, hub, timeout_s=3600)
     sse = asyncio.ensure_future(subscriber(hub))
     running = asyncio.ensure_future(drain.run())
     await settle()
     refusal = admission.refusal(offer=True)
     assert refusal is not None and refusal.kind == "draining"
-    connections[0].quiet.set()
+    first, second = connections
+    first.quiet.set()
     await settle()
     assert not running.done() and not sse.done()  # one conversation is still finishing its reply
-    connections[1].quiet.set()
+    second.quiet.set()
     await running
     assert await sse == [] and all(c.drained for c in connections)
 
@@ -65,9 +72,43 @@ async def test_new_work_is_refused_at_once_and_the_hub_closes_after_the_last_con
 async def test_connections_still_busy_at_the_timeout_are_cut_and_the_drain_ends() -> None:
     hub = EventHub()
     busy = Connection()
-    drain, _ = drain_of([busy], hub, timeout_s=0)
+    drain, _ = drain_of(Live([busy]), hub, timeout_s=0)
     sse = asyncio.ensure_future(subscriber(hub))
     await settle()
     await drain.run()
     assert busy.cancelled and not busy.drained
     assert await sse == []
+
+
+async def test_a_connection_that_joins_while_others_drain_is_drained_too() -> None:
+    hub = EventHub()
+    early, late = Connection(), Connection()
+    connections = Live([early])
+    drain, _ = drain_of(connections, hub, timeout_s=3600)
+    running = asyncio.ensure_future(drain.run())
+    await settle()
+    connections.add(late)  # its offer was answered before the drain; its handler starts now
+    early.quiet.set()
+    await settle()
+    assert not running.done()  # the late one is finishing its reply, not cut
+    late.quiet.set()
+    await running
+    assert early.drained and late.drained
+
+
+async def test_the_drain_waits_for_an_answered_offer_whose_connection_has_not_joined() -> None:
+    hub = EventHub()
+    connections: Live[Connection] = Live()
+    pending = [True]
+    drain, _ = drain_of(connections, hub, timeout_s=3600, pending=pending)
+    running = asyncio.ensure_future(drain.run())
+    await settle()
+    assert not running.done()
+    joining = Connection()
+    connections.add(joining)
+    pending[0] = False
+    await settle()
+    assert not running.done()
+    joining.quiet.set()
+    await running
+    assert joining.drained

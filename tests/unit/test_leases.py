@@ -87,3 +87,33 @@ async def test_a_release_while_the_store_is_away_lets_the_lease_run_out(inline_s
     assert await b.count("calls") == 1
     clock.advance(TTL)
     assert await b.count("calls") == 0
+
+
+async def test_a_reserved_place_is_checked_and_taken_at_once_and_taken_over_where_it_begins(
+    inline_store: InlineStore,
+) -> None:
+    """A call's place: reserved when it is answered (two answered at once on two instances cannot both
+    get the last place), taken over by the instance its stream reaches, counted once."""
+    clock = FakeClock()
+    a, b = on(inline_store, clock), on(inline_store, clock)
+    assert await a.reserve("calls", "t1", limit=1, seconds=60) is None
+    assert await b.reserve("calls", "t2", limit=1, seconds=60) == 1
+    assert await b.take("calls", "t1", limit=None, alive=lambda: True, take_over=True) is None
+    assert await a.count("calls") == await b.count("calls") == 1
+    for _ in range(3):  # past the reservation's time: b's call lives on, a renews nothing of it
+        clock.advance(TTL / 3)
+        await a.beat()
+        await b.beat()
+    assert await a.count("calls") == 1
+    await b.release("t1")
+    assert await a.count("calls") == 0
+
+
+async def test_a_reserved_place_nobody_takes_over_runs_out_alone(inline_store: InlineStore) -> None:
+    clock = FakeClock()
+    a, b = on(inline_store, clock), on(inline_store, clock)
+    assert await a.reserve("calls", "never-streamed", limit=1, seconds=60) is None
+    await a.beat()
+    assert await b.count("calls") == 1
+    clock.advance(61)
+    assert await b.count("calls") == 0

@@ -112,15 +112,16 @@ async def test_a_site_key_holds_so_many_open_connections_and_a_closed_one_frees_
     inline_store: InlineStore,
 ) -> None:
     live: set[str] = set()
-    limits = limits_on(inline_store, FakeClock(), live, max_connections_per_key=2)
+    limits = limits_on(inline_store, FakeClock(), live, max_connections_per_key=2, retry_after_s=9)
     for webrtc_id in ("a", "b"):
         await limits.hold(request("10.0.0.1", "shop"), webrtc_id)
         live.add(webrtc_id)  # what fastrtc does when it creates the connection
     with pytest.raises(ApiError, match="2 connections open") as full:
         await limits.admit(request("10.0.0.9", "shop"))
-    assert full.value.status_code == 503
-    with pytest.raises(ApiError, match="2 connections open"):
+    assert full.value.status_code == 503 and full.value.headers == {"Retry-After": "9"}
+    with pytest.raises(ApiError, match="2 connections open") as raced:
         await limits.hold(request("10.0.0.9", "shop"), "c")
+    assert raced.value.headers == {"Retry-After": "9"}
     await limits.hold(request("10.0.0.1", "partner"), "p")  # another key
     await limits.hold(request("10.0.0.1", None), "n")  # no key: only the server's overall limit applies
     live.discard("a")  # closed

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import signal
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from voice_assistant.cli import SERVE_FLAGS, _settings, _worker_command, parser
 from voice_assistant.config import Settings
-from voice_assistant.workers import routing
+from voice_assistant.workers import routing, supervisor
 from voice_assistant.workers.routing import Router, session_in_path
-from voice_assistant.workers.supervisor import Worker, worker_count
+from voice_assistant.workers.supervisor import PR_SET_PDEATHSIG, Worker, worker_count
 
 pytestmark = pytest.mark.unit
 
@@ -89,3 +93,25 @@ def test_a_worker_trusts_the_proxy_for_the_client_s_address_not_the_balancer(
     monkeypatch.setenv("VA_WORKERS", "4")
     environment = Worker(0, ["voice-assistant", "serve"]).environment()
     assert environment["FORWARDED_ALLOW_IPS"] == "127.0.0.1" and environment["VA_WORKERS"] == "1"
+
+
+def test_the_worker_s_child_only_calls_prctl_looked_up_before_the_fork(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python code run between fork and exec in a process with threads may deadlock (a lock held by a
+    thread that the fork left behind): the child gets libc's prctl itself, with its arguments bound."""
+    started: list[dict[str, Any]] = []
+
+    class Popen:
+        pid = 1234
+
+        def __init__(self, command: list[str], **options: Any) -> None:
+            started.append(options)
+
+    monkeypatch.setattr(supervisor.subprocess, "Popen", Popen)
+    Worker(0, ["voice-assistant", "serve"]).start()
+    (options,) = started
+    preexec = options["preexec_fn"]
+    assert isinstance(preexec, functools.partial) and not preexec.keywords
+    assert isinstance(preexec.func, ctypes._CFuncPtr) and preexec.func.__name__ == "prctl"  # C, no Python
+    assert preexec.args == (PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -6,7 +6,8 @@ JSON batch, cut into parts that each fit, all in one transaction, so the parts a
 (PostgreSQL delivers a transaction's notifications at its commit, in the order they were made, and one
 sender's transactions in commit order). A receiver puts an origin's parts back together and drops a batch
 whose part it missed (it was reconnecting). Both sides reconnect on their own when the connection drops,
-with a warning: what other instances send meanwhile is missed, nothing else is lost.
+with a warning: what other instances send meanwhile is missed, nothing else is lost. `close()` first sends
+what is still waiting (for up to `FLUSH_S`): the last events before a shutdown reach the others too.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ PROBE_S = 10.0
 """A silent listener asks the server something this often: a connection that died quietly shows."""
 RECONNECT_S = (0.5, 30.0)
 """The first wait before reconnecting, doubled on each failure up to the second."""
+FLUSH_S = 2.0
+"""`close()` waits so long at most for what is queued to be sent (the database may be away)."""
 
 
 def libpq_url(url: str) -> str:
@@ -88,6 +91,9 @@ class Broadcast:
         self._channel = channel
         self._outbox: deque[Any] = deque()
         self._waiting = asyncio.Event()
+        self._sent = asyncio.Event()
+        """Set while nothing waits to go and nothing is on its way."""
+        self._sent.set()
         self.listening = asyncio.Event()
         """Set while the receiving side is connected and listening."""
         self._tasks: list[asyncio.Task[None]] = []
@@ -98,12 +104,20 @@ class Broadcast:
             self._outbox.popleft()
             logger.warning("the event channel is behind: an event for other instances was dropped")
         self._outbox.append(value)
+        self._sent.clear()
         self._waiting.set()
 
     def start(self, receive: Callable[[Any], None]) -> None:
         self._tasks = [asyncio.create_task(self._send_forever()), asyncio.create_task(self._listen(receive))]
 
     async def close(self) -> None:
+        if self._tasks:
+            try:
+                await asyncio.wait_for(self._sent.wait(), FLUSH_S)
+            except TimeoutError:
+                logger.warning(
+                    "closing the event channel: %d events for other instances are dropped", len(self._outbox)
+                )
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -122,6 +136,7 @@ class Broadcast:
         try:
             while True:
                 if not self._outbox:
+                    self._sent.set()
                     self._waiting.clear()
                     await self._waiting.wait()
                 batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), BATCH_VALUES))]

@@ -41,17 +41,42 @@ class Leases:
             del self._held[name]
         return over
 
-    async def take(self, pool: str, name: str, *, limit: int | None, alive: Callable[[], bool]) -> int | None:
+    async def take(
+        self, pool: str, name: str, *, limit: int | None, alive: Callable[[], bool], take_over: bool = False
+    ) -> int | None:
         """A lease in `pool` unless it holds `limit` already (None: taken; else how many it holds). It is
-        counted from now on, on every instance, until `alive()` is false or `release(name)`."""
+        counted from now on, on every instance, until `alive()` is false or `release(name)`.
+        `take_over`: it replaces the `reserve`d place of `name`, whichever instance reserved it."""
         now, over = self._clock(), self._over()
         expires_at = now + self._ttl
         held = await self._book.take_lease(
-            pool, holder=self.holder, name=name, expires_at=expires_at, now=now, limit=limit, release=over
+            pool,
+            holder=self.holder,
+            name=name,
+            expires_at=expires_at,
+            now=now,
+            limit=limit,
+            release=over,
+            take_over=take_over,
         )
         if held is None:
             self._held[name] = (pool, alive)
         return held
+
+    async def reserve(self, pool: str, name: str, *, limit: int, seconds: float) -> int | None:
+        """A place in `pool` for `name` unless it holds `limit` already (None: reserved; else how many it
+        holds), checked and taken under the pool's lock. It is not renewed here: it counts on every
+        instance for `seconds`, unless the instance where `name` begins `take`s it over first."""
+        now, over = self._clock(), self._over()
+        return await self._book.take_lease(
+            pool,
+            holder=self.holder,
+            name=name,
+            expires_at=now + timedelta(seconds=seconds),
+            now=now,
+            limit=limit,
+            release=over,
+        )
 
     async def count(self, pool: str) -> int:
         """The leases in `pool` on every instance (this one's that are over are given back first)."""

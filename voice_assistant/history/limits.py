@@ -96,14 +96,18 @@ class LimitBook(Database):
         now: datetime,
         limit: int | None,
         release: Collection[str] = (),
+        take_over: bool = False,
     ) -> int | None:
         """A lease in `pool` for `holder`'s `name`, unless the pool holds `limit` live ones already: None
         when it is taken, else how many there are. `release`: the holder's leases that are over, dropped
-        first so that they do not count."""
+        first so that they do not count. `take_over`: a lease on `name` in `pool` that another holder
+        reserved for it (a call's place, from its answer to its stream) becomes this one, counted once."""
 
         def work(s: Session) -> int | None:
             if limit is not None:
                 _exclusive(s, [pool])
+            if take_over:
+                s.execute(delete(LeaseRow).where(LeaseRow.pool == pool, LeaseRow.name == name))
             _release(s, holder, [*release, name])
             if limit is not None:
                 held = self._live(s, pool, now)

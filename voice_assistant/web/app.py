@@ -21,11 +21,11 @@ from voice_assistant.transport.receiver import receive_audio_promptly
 from voice_assistant.transport.webrtc import Connections, VoiceHandler
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.api import api_router
-from voice_assistant.web.drain import Drain
+from voice_assistant.web.drain import Drain, Live
 from voice_assistant.web.errors import install_error_handlers
 from voice_assistant.web.ice_servers import ice_servers_router
 from voice_assistant.web.logs import redact_access_log
-from voice_assistant.web.offer import Bindings, offer_router
+from voice_assistant.web.offer import Bindings, NewOffers, offer_router
 from voice_assistant.web.sites import ConnectionLimits, SiteGate, Sites
 from voice_assistant.web.telephone import telephone_router
 from voice_assistant.web.ui import build_ui
@@ -43,6 +43,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     redact_access_log()
     ice_servers = IceServers(settings.ice)
     bindings = Bindings()
+    live: Live[VoiceHandler] = Live()
     handler = VoiceHandler(
         Connections(
             pipelines=assistant.pipelines,
@@ -50,7 +51,8 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
             bound_session=bindings.take,
             ui=lambda: UiTranscript(assistant.store),
             speak=settings.speech.webrtc,
-        )
+        ),
+        live,
     )
     stream = Stream(
         handler,
@@ -65,12 +67,13 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     stream.ui = blocks
     load = LoadSensor(LoadLimits.from_settings(settings.web), assistant.metrics)
     admission = Admission(settings, load=load, metrics=assistant.metrics)
-    calls: set[PhoneCall] = set()
+    calls: Live[PhoneCall] = Live()
     drain = Drain(
         admission=admission,
-        live=(handler.live, calls),
+        live=(live, calls),
         hub=assistant.hub,
         timeout_s=settings.web.drain_timeout_s,
+        pending=lambda: bindings.waiting(stream.pcs),
     )
 
     @contextlib.asynccontextmanager
@@ -94,10 +97,11 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.state.drain = drain
     app.state.load = load
     install_error_handlers(app, assistant.metrics)
-    app.add_middleware(UiOfferGate, admission=admission)
-    app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
     limits = ConnectionLimits(settings, store=assistant.store, leases=assistant.leases, live=stream.pcs)
-    app.include_router(offer_router(assistant, stream, limits, bindings, admission))
+    offers = NewOffers(assistant.ready, admission, limits)
+    app.add_middleware(UiOfferGate, offers=offers, metrics=assistant.metrics)
+    app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
+    app.include_router(offer_router(assistant, stream, offers, bindings))
     app.include_router(api_router(assistant, admission))
     app.include_router(telephone_router(assistant, admission, calls))
     app.include_router(widget_router())

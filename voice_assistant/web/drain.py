@@ -11,6 +11,11 @@ to reconnect with its session id (the `reconnect` event) and a caller hearing go
 `VA_DRAIN_TIMEOUT_S`; then the SSE streams end (with a `reconnect` too) and uvicorn's own shutdown
 follows: whatever is still live is closed, its reply stored as interrupted, the store closed.
 A second SIGTERM, or SIGINT, skips what is left of the drain.
+
+A connection can join after the drain began: its offer was answered just before, its handler starts
+once ICE has connected. The drain takes in each one as it joins (`Live` wakes it), and it lasts while
+offers it answered are still on their way (`pending`), so that every connection live at any moment of
+the drain ends the same way.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Collection
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import uvicorn
 
@@ -32,36 +37,98 @@ from voice_assistant.web.admission import Admission
 logger = logging.getLogger(__name__)
 
 
-class Drainable(Protocol):
+RESCAN_S = 0.1
+"""How often a drain waiting only for answered offers looks whether they are still on their way."""
+
+
+class Drainable(Hashable, Protocol):
     async def drain(self) -> None:
         """End this connection at its first quiet moment; cancelled when the drain's time is up."""
         ...
 
 
+T = TypeVar("T")
+
+
+class Live(set[T]):
+    """The live connections of one kind; a drain in progress wakes when one joins."""
+
+    def __init__(self, items: Iterable[T] = ()) -> None:
+        super().__init__(items)
+        self.joined = asyncio.Event()
+
+    def add(self, item: T) -> None:
+        super().add(item)
+        self.joined.set()
+
+
+class Group(Protocol):
+    """What the drain reads of a `Live`: covariant, so a `Live[VoiceHandler]` is one."""
+
+    @property
+    def joined(self) -> asyncio.Event: ...
+
+    def __iter__(self) -> Iterator[Drainable]: ...
+
+    def __len__(self) -> int: ...
+
+
+def _nothing_pending() -> bool:
+    return False
+
+
 @dataclass(frozen=True, kw_only=True)
 class Drain:
     admission: Admission
-    live: Collection[Collection[Drainable]]
-    """The collections of live connections (WebRTC handlers, phone calls), read when the drain starts."""
+    live: Sequence[Group]
+    """The live connections (WebRTC handlers, phone calls), read again whenever one joins."""
     hub: EventHub
     timeout_s: float
+    pending: Callable[[], bool] = _nothing_pending
+    """Whether connections whose offer was answered have still to join."""
+    rescan_s: float = RESCAN_S
 
     async def run(self) -> None:
         if self.admission.draining:
             return
         self.admission.start_draining()
-        connections = [connection for group in self.live for connection in group]
-        logger.info("draining: %d live connections, for up to %g s", len(connections), self.timeout_s)
-        tasks = [asyncio.create_task(connection.drain()) for connection in connections]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        logger.info("draining: %d live connections, for up to %g s", self._count(), self.timeout_s)
+        tasks: dict[Drainable, asyncio.Task[None]] = {}
+        while True:
+            for group in self.live:
+                group.joined.clear()
+            for connection in [connection for group in self.live for connection in group]:
+                if connection not in tasks:
+                    tasks[connection] = asyncio.create_task(connection.drain())
+            busy = [task for task in tasks.values() if not task.done()]
+            left = deadline - loop.time()
+            if left <= 0 or not (busy or self.pending()):
+                break
+            joins = [asyncio.create_task(group.joined.wait()) for group in self.live]
+            await asyncio.wait(
+                [*busy, *joins],
+                timeout=left if busy else min(left, self.rescan_s),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for join in joins:
+                join.cancel()
+        await asyncio.sleep(
+            0
+        )  # one that joined last takes its first step: cut short, it still tells its client
+        late = [task for task in tasks.values() if not task.done()]
+        for task in late:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks.values(), return_exceptions=True):
+            if isinstance(outcome, Exception):
+                logger.warning("a connection failed to drain: %r", outcome)
         if tasks:
-            _, late = await asyncio.wait(tasks, timeout=self.timeout_s)
-            for task in late:
-                task.cancel()
-            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-                if isinstance(outcome, Exception):
-                    logger.warning("a connection failed to drain: %r", outcome)
             logger.info("drained: %d of %d connections were still busy", len(late), len(tasks))
         self.hub.end_subscriptions()
+
+    def _count(self) -> int:
+        return sum(len(group) for group in self.live)
 
 
 class DrainingServer(uvicorn.Server):

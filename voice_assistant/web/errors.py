@@ -25,6 +25,13 @@ def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
+def store_failed_response(exc: SQLAlchemyError, metrics: Metrics) -> JSONResponse:
+    """The database is away (or refused the request): 503, which clients retry, not a bare 500."""
+    event = store_failure("the store failed", exc, metrics=metrics, session_id=None)
+    headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
+    return JSONResponse({"error": event.message}, status_code=503, headers=headers)
+
+
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -36,10 +43,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(SQLAlchemyError)
     async def _store_failed(_: Request, exc: SQLAlchemyError) -> JSONResponse:
-        """The database is away (or refused the request): 503, which clients retry, not a bare 500."""
-        event = store_failure("the store failed", exc, metrics=metrics, session_id=None)
-        headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
-        return JSONResponse({"error": event.message}, status_code=503, headers=headers)
+        return store_failed_response(exc, metrics)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

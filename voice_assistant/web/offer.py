@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Container
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiortc.sdp import SessionDescription
@@ -60,11 +63,33 @@ class Bindings:
     def __contains__(self, webrtc_id: str) -> bool:
         return webrtc_id in self._sessions
 
+    def waiting(self, open_connections: Container[str]) -> bool:
+        """Whether an answered offer's connection is still open but its handler has not started yet."""
+        return any(webrtc_id in open_connections for webrtc_id in self._sessions)
 
-def offer_router(
-    assistant: Assistant, stream: Stream, limits: ConnectionLimits, bindings: Bindings, admission: Admission
-) -> APIRouter:
+
+@dataclass(frozen=True)
+class NewOffers:
+    """What a new WebRTC offer must pass before it is answered, wherever it comes in: `POST /webrtc/offer`
+    and the Gradio UI's component server (web/ui_offer.py)."""
+
+    ready: asyncio.Event
+    """The model is loaded and warm."""
+    admission: Admission
+    limits: ConnectionLimits
+
+    async def admit(self, request: Request) -> None:
+        """503 while the model is not ready, the worker refuses new work (with `Retry-After`), 429 past
+        the offer rates of the client's address and site key."""
+        if not self.ready.is_set():
+            raise ApiError(503, "the server is starting: the model is not ready yet")
+        self.admission.admit_offer()
+        await self.limits.admit(request)
+
+
+def offer_router(assistant: Assistant, stream: Stream, offers: NewOffers, bindings: Bindings) -> APIRouter:
     router = APIRouter()
+    admission, limits = offers.admission, offers.limits
 
     @router.post("/webrtc/offer")
     async def offer(request: Request) -> Any:
@@ -76,10 +101,7 @@ def offer_router(
             )
         parsed = _parse(Offer, body)
         _require_audio(parsed.sdp)
-        if not assistant.ready.is_set():
-            raise ApiError(503, "the server is starting: the model is not ready yet")
-        admission.admit_offer()
-        await limits.admit(request)
+        await offers.admit(request)
         if parsed.session_id:
             if not await assistant.store.session_exists(parsed.session_id):
                 raise ApiError(404, "unknown session")

@@ -126,6 +126,7 @@ class ConnectionLimits:
         self._per_address = web.offers_per_minute_per_address
         self._per_key = web.offers_per_minute_per_key
         self._max_open = web.max_connections_per_key
+        self._retry_after_s = web.retry_after_s
         self._store = store
         self._leases = leases
         self._live = live
@@ -162,7 +163,12 @@ class ConnectionLimits:
 
     def _require_room(self, key: str, held: int) -> None:
         if held >= self._max_open:
-            raise ApiError(503, f"this site has {held} connections open, the most it may: try later")
+            raise ApiError(
+                503,
+                f"this site has {held} connections open, the most it may: "
+                f"try again in {self._retry_after_s} s",
+                headers={"Retry-After": str(self._retry_after_s)},  # the widget waits so long, then retries
+            )
 
 
 def _pool(key: str) -> str:

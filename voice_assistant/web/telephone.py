@@ -74,10 +74,16 @@ def telephone_router(assistant: Assistant, admission: Admission, calls: set[Phon
         if (refusal := admission.refusal(offer=False)) is not None:
             admission.counted(refusal)
             return _refusal(OVERLOADED)
-        if await assistant.leases.count(CALLS) >= settings.phone.max_calls:
+        max_calls = settings.phone.max_calls
+        if await assistant.leases.count(CALLS) >= max_calls:  # before a session is made for nothing
             return _refusal(BUSY)
         try:
             token = await call_token(form.get("From", ""))
+            # The check that holds: the place is taken with it, under the pool's lock on every instance,
+            # until the stream spends the token (on whichever instance) or the token runs out.
+            ttl_s = settings.phone.call_token_ttl_s
+            if await assistant.leases.reserve(CALLS, token, limit=max_calls, seconds=ttl_s) is not None:
+                return _refusal(BUSY)
         except Exception as exc:  # the store is away: a polite refusal, not Twilio's "application error"
             store_failure("the call could not be answered", exc, metrics=assistant.metrics, session_id=None)
             return _refusal(UNAVAILABLE)
@@ -101,7 +107,7 @@ def telephone_router(assistant: Assistant, admission: Admission, calls: set[Phon
             ttl = timedelta(seconds=settings.phone.call_token_ttl_s)
             session_id = await assistant.store.spend_call_token(token, now=utc_now(), ttl=ttl)
             if session_id is not None:
-                await assistant.leases.take(CALLS, token, limit=None, alive=lambda: True)
+                await assistant.leases.take(CALLS, token, limit=None, alive=lambda: True, take_over=True)
                 spent.append(token)
             return session_id
 

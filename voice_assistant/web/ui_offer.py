@@ -3,8 +3,9 @@
 The UI's fastrtc component does not post to `/webrtc/offer`: it calls its `offer` server function through
 Gradio's component server, `POST /gradio_api/component_server/` (the UI is mounted at /) with
 `{"fn_name": "offer", "data": {"type": "offer", "sdp": ..., "webrtc_id": ...}, ...}`, and its ICE
-candidates the same way with `"type": "ice-candidate"`. While the worker is overloaded, full or draining
-a new offer there gets the same 503 + `Retry-After`; candidates, and every other call, pass.
+candidates the same way with `"type": "ice-candidate"`. A new offer there passes the same checks
+(`NewOffers`: the model ready, admission, the per-address offer rate) with the same refusals;
+candidates, and every other call, pass.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import json
 from typing import Any
 
 from gradio.route_utils import API_PREFIX
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from voice_assistant.web.admission import Admission
-from voice_assistant.web.errors import ApiError, error_response
+from voice_assistant.metrics import Metrics
+from voice_assistant.web.errors import ApiError, error_response, store_failed_response
+from voice_assistant.web.offer import NewOffers
 
 UI_OFFER_PATH = f"{API_PREFIX}/component_server"
 """Gradio answers it with and without the trailing slash; its JS client sends the slash."""
@@ -24,11 +28,12 @@ UI_OFFER_PATH = f"{API_PREFIX}/component_server"
 
 class UiOfferGate:
     """ASGI middleware: reads the body of a JSON call to Gradio's component server, refuses a new offer
-    that admission refuses, and passes the body on unchanged otherwise."""
+    that `NewOffers` refuses, and passes the body on unchanged otherwise."""
 
-    def __init__(self, app: ASGIApp, *, admission: Admission) -> None:
+    def __init__(self, app: ASGIApp, *, offers: NewOffers, metrics: Metrics) -> None:
         self._app = app
-        self._admission = admission
+        self._offers = offers
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _is_json_component_call(scope):
@@ -37,9 +42,12 @@ class UiOfferGate:
         messages = await _whole_body(receive)
         if _is_new_offer(b"".join(message.get("body", b"") for message in messages)):
             try:
-                self._admission.admit_offer()
+                await self._offers.admit(Request(scope))
             except ApiError as refused:
                 await error_response(refused)(scope, receive, send)
+                return
+            except SQLAlchemyError as exc:  # the app's error handlers do not reach middleware
+                await store_failed_response(exc, self._metrics)(scope, receive, send)
                 return
 
         async def replayed() -> Message:

@@ -4,8 +4,11 @@ Only HTTP and WebSockets come through here (offers, the API and its event stream
 streams); WebRTC media goes straight to the worker over UDP, since the SDP answer carries that worker's
 own ICE candidates. Routing decisions are `Router`'s. A worker that cannot be reached, or refuses a new
 offer with 503 (it is full, or draining), is passed over for the next one; only when every worker
-refuses does the client get the refusal. `/healthz` is this process's, `/readyz` is ready while any
-worker is, and `/metrics` gathers every worker's, each sample labelled with its worker.
+refuses does the client get the refusal. A worker that fails once the request went out is passed
+over only for an idempotent request: a POST it may have carried out (a session created, an offer
+answered) is not replayed elsewhere, the client gets 502, unless it is an offer to a worker that died
+(its answer would be of no use). `/healthz` is this process's, `/readyz` is ready while any worker is,
+and `/metrics` gathers every worker's, each sample labelled with its worker.
 """
 
 from __future__ import annotations
@@ -51,6 +54,14 @@ REPLACED = frozenset({"x-forwarded-for", "x-forwarded-proto"})
 """Set by the proxy from what its own front door resolved (`_forwarded`), never passed on."""
 OFFER_PATH = "/webrtc/offer"
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+WORKER_KEEP_ALIVE_S = 5.0
+"""uvicorn's `timeout_keep_alive`, which the workers keep."""
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+"""Methods whose request may be sent again (RFC 9110 9.2.2): once or twice, the outcome is the same."""
+DEATH_S, DEATH_POLL_S = 2.0, 0.05
+"""How long a failed offer waits to see whether its worker died, and how often it looks."""
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Transport errors before any of the request went out: it can go to another worker, whatever it is."""
 
 
 class Upstream(Protocol):
@@ -72,7 +83,11 @@ class WorkerProxy:
         self.router = Router(len(upstreams))
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=5.0, read=None, write=30.0, pool=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            # An idle connection is dropped here before the worker drops it (uvicorn: after 5 s): a POST sent
+            # on one the worker is closing would fail after it went out, and is not sent again.
+            limits=httpx.Limits(
+                max_connections=None, max_keepalive_connections=64, keepalive_expiry=WORKER_KEEP_ALIVE_S / 2
+            ),
         )
         self.app = Starlette(
             routes=[
@@ -137,10 +152,28 @@ class WorkerProxy:
         retry_refusals = offer.get("type") == "offer" and held is None
         refusal: httpx.Response | None = None
         for worker in self.router.candidates(first_of([held, cookie])):
+            pid = self._upstreams[worker].pid
             try:
                 upstream = await self._send(worker, request, body)
             except httpx.TransportError as exc:
-                logger.warning("worker %d unreachable: %s", worker, exc)
+                may_retry = _may_retry(request.method, exc)
+                if not may_retry and offer.get("type") == "offer":
+                    # An answer from a worker that died is of no use to anyone (its connection died with
+                    # it): the offer may be made to another.
+                    may_retry = await self._died(worker, pid)
+                if not may_retry:
+                    # The worker may have carried it out (a session created, an offer answered): once
+                    # is all a request that is not idempotent may happen.
+                    logger.warning(
+                        "worker %d failed on %s %s: %r", worker, request.method, request.url.path, exc
+                    )
+                    if refusal is not None:
+                        await refusal.aclose()
+                    return JSONResponse(
+                        {"error": "the worker failed while answering: the request may have been carried out"},
+                        status_code=502,
+                    )
+                logger.warning("worker %d unreachable: %r", worker, exc)
                 continue
             if retry_refusals and upstream.status_code == 503:
                 if refusal is not None:
@@ -160,6 +193,19 @@ class WorkerProxy:
         if refusal is not None:
             return self._passed_back(refusal, None, set_cookie=False)
         return JSONResponse({"error": "no worker can take this request now"}, status_code=503)
+
+    async def _died(self, worker: int, pid: int | None) -> bool:
+        """Whether the worker process `pid` is gone (its supervisor has seen it end, or started another),
+        waiting `DEATH_S` at most for it to show: its sockets close while it dies."""
+        if pid is None:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEATH_S
+        while self._upstreams[worker].pid == pid:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(DEATH_POLL_S)
+        return True
 
     async def _send(self, worker: int, request: Request, body: bytes) -> httpx.Response:
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP | REPLACED]
@@ -275,6 +321,10 @@ def _offer_fields(body: bytes) -> dict[str, str]:
     if not isinstance(parsed, dict):
         return {}
     return {k: v for k in ("type", "webrtc_id", "session_id") if isinstance(v := parsed.get(k), str)}
+
+
+def _may_retry(method: str, error: httpx.TransportError) -> bool:
+    return method.upper() in IDEMPOTENT or isinstance(error, NEVER_SENT)
 
 
 def _end_to_end(upstream: httpx.Response) -> list[tuple[str, str]]:

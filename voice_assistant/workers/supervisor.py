@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import FrameType
 
 import uvicorn
@@ -55,10 +56,13 @@ def free_loopback_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    """In the worker, before it runs: Linux sends it SIGTERM (a drain) if the supervisor dies, even by
-    SIGKILL, so no worker is left holding connections that nothing routes to."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent() -> Callable[[], object]:
+    """What the worker runs before its program: Linux sends it SIGTERM (a drain) if the supervisor dies,
+    even by SIGKILL, so no worker is left holding connections that nothing routes to. libc's prctl is
+    looked up here, in the supervisor: between fork and exec, with the supervisor's threads frozen
+    mid-way (one may hold the loader's or the allocator's lock), the child only calls it."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return functools.partial(prctl, PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 class Worker:
@@ -86,7 +90,7 @@ class Worker:
         return {**os.environ, "VA_WORKERS": "1", "FORWARDED_ALLOW_IPS": "127.0.0.1"}
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self._command, env=self.environment(), preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(self._command, env=self.environment(), preexec_fn=die_with_parent())
         self._started_at = time.monotonic()
         logger.info("worker %d started (pid %d, port %d)", self.index, self.process.pid, self.port)
 
