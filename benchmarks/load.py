@@ -1,11 +1,13 @@
 """`python -m benchmarks load`: N concurrent WebRTC sessions speaking at once, on this machine.
 
-For each N (10, 25, 50 by default) and each worker count (`serve --workers`: 1 and 2 by default) a fresh
-server (tiny model) takes N real aiortc clients that speak the same two turns at the same moment, in real
-time; the offers it refuses with 503 (admission control: it is full or overloaded) are counted, and the
-rest measured. Reported: endpointing under load (true end of speech -> `turn_ended` at the client),
-missed turns, the connections the server dropped mid-level, the server's CPU and memory per session,
-the load generator's own CPU (it shares the cores), and audio lost on the way (sent vs received).
+For each N (10, 25, 50 by default) and each system (ours with each worker count of `--workers`, 1 and 2
+by default, then stock fastrtc's ReplyOnPause, the endpointing benchmark's peer, unless `--no-peer`) a
+fresh server (ours: the tiny model) takes N real aiortc clients that speak the same two turns at the same
+moment, in real time; the offers it refuses with 503 (admission control: it is full or overloaded) are
+counted, and the rest measured. Reported: endpointing under load (true end of speech -> `turn_ended` at
+the client), missed turns, the connections the server dropped mid-level, the server's CPU and memory per
+session, the load generator's own CPU (it shares the cores), and audio lost on the way (sent vs received;
+ours only: the peer does not count what it receives).
 Every wait is bounded: a stuck step fails its level, with what was stuck, and the next level runs.
 """
 
@@ -16,6 +18,7 @@ import asyncio
 import functools
 import os
 import random
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -152,8 +155,8 @@ def delays_of(client: VoiceClient, ends: list[float]) -> tuple[list[float], int]
     return delays, missed
 
 
-async def run_level(sessions: int, data_dir: Path, *, workers: int) -> dict[str, Any]:
-    server = ServerProcess(
+def our_server(data_dir: Path, sessions: int, workers: int) -> ServerProcess:
+    return ServerProcess(
         data_dir,
         env={
             "VA_WORKERS": str(workers),
@@ -163,20 +166,35 @@ async def run_level(sessions: int, data_dir: Path, *, workers: int) -> dict[str,
             "VA_OFFERS_PER_MINUTE_PER_ADDRESS": str(sessions * 2),
         },
     )
+
+
+def fastrtc_server(data_dir: Path, sessions: int) -> ServerProcess:
+    """The stock fastrtc ReplyOnPause server of the endpointing benchmark, allowed every session."""
+    command = [sys.executable, "-m", "benchmarks.peer_fastrtc", "--concurrency-limit", str(sessions + 8)]
+    return ServerProcess(data_dir, command=command)
+
+
+async def run_level(sessions: int, data_dir: Path, *, system: str) -> dict[str, Any]:
+    """`system`: "ours-N" (our server with N workers) or "fastrtc" (the stock peer, one process)."""
+    ours = system.startswith("ours-")
+    server = our_server(data_dir, sessions, int(system[5:])) if ours else fastrtc_server(data_dir, sessions)
     server.start()
     clients = [VoiceClient(server.url, timeout=60) for _ in range(sessions)]
     try:
-        return await measure(server, clients, workers=workers)
+        return await measure(server, clients, system=system, counts_audio=ours)
     except LevelFailed as failed:
         print(f"failed: {failed}", flush=True)
-        return {"sessions": sessions, "workers": workers, "failed": str(failed)}
+        return {"sessions": sessions, "system": system, "failed": str(failed)}
     finally:
         await close_all(clients)
         server.stop()
 
 
-async def measure(server: ServerProcess, clients: list[VoiceClient], *, workers: int) -> dict[str, Any]:
-    """One level on its server: connect every client, speak the script on the admitted ones, measure."""
+async def measure(
+    server: ServerProcess, clients: list[VoiceClient], *, system: str, counts_audio: bool
+) -> dict[str, Any]:
+    """One level on its server: connect every client, speak the script on the admitted ones, measure.
+    Audio lost is measured where the server counts what it receives (`counts_audio`: ours)."""
     await asyncio.sleep(1.0)
     rss_before = server.rss_mb()
     admitted = await connect_all(clients)
@@ -191,13 +209,13 @@ async def measure(server: ServerProcess, clients: list[VoiceClient], *, workers:
     )
     sent_before = sum(c.microphone.sent_seconds for c in admitted)
     async with httpx.AsyncClient(base_url=server.url) as http:  # its own timeouts: 5 s
-        received_before = await audio_received(http)
+        received_before = await audio_received(http) if counts_audio else 0.0
         ends = await spoken(admitted, [speak(c, rng.uniform(0.0, 0.3)) for c in admitted])
         await asyncio.sleep(1.0)
         elapsed = time.monotonic() - started
         server_cores = (server.cpu_seconds() - server_cpu) / elapsed
         client_cores = (process_cpu_seconds(os.getpid()) - own_cpu) / elapsed
-        received = await audio_received(http) - received_before
+        received = await audio_received(http) - received_before if counts_audio else None
     sent = sum(c.microphone.sent_seconds for c in admitted) - sent_before
     delays: list[float] = []
     missed = 0
@@ -208,7 +226,7 @@ async def measure(server: ServerProcess, clients: list[VoiceClient], *, workers:
     count = len(admitted)
     return {
         "sessions": len(clients),
-        "workers": workers,
+        "system": system,
         "refused": refused,
         "dropped": sum(not client_ends for client_ends in ends),
         "turns": count * len(SCRIPT),
@@ -220,7 +238,7 @@ async def measure(server: ServerProcess, clients: list[VoiceClient], *, workers:
         "server_cpu_per_session": server_cores / count if count else None,
         "load_generator_cores": client_cores,
         "memory_per_session_mb": (rss_connected - rss_before) / count if count else None,
-        "audio_lost_pct": max(0.0, 100 * (1 - received / sent)) if sent else None,
+        "audio_lost_pct": max(0.0, 100 * (1 - received / sent)) if sent and received is not None else None,
     }
 
 
@@ -231,10 +249,10 @@ def row(level: dict[str, Any]) -> list[str | None]:
         return None if level.get(key) is None else format(level[key], spec)
 
     if "failed" in level:
-        return [str(level["sessions"]), str(level["workers"]), "failed", *[None] * 10]
+        return [str(level["sessions"]), level["system"], "failed", *[None] * 10]
     return [
         str(level["sessions"]),
-        str(level["workers"]),
+        level["system"],
         str(level["refused"]),
         str(level["dropped"]),
         seconds(level["endpointing_p50_s"]),
@@ -253,21 +271,25 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks load", description=__doc__)
     parser.add_argument("--sessions", default="10,25,50", help="comma-separated session counts")
     parser.add_argument(
-        "--workers", default="1,2", help="comma-separated worker counts: each level runs on each"
+        "--workers", default="1,2", help="comma-separated worker counts of ours: each level runs on each"
+    )
+    parser.add_argument(
+        "--peer", action=argparse.BooleanOptionalAction, default=True, help="the same levels on stock fastrtc"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args(argv)
     keep_webrtc_on_loopback()
 
+    systems = [f"ours-{int(n)}" for n in args.workers.split(",")] + (["fastrtc"] if args.peer else [])
     levels = []
-    for workers in (int(n) for n in args.workers.split(",")):
-        print(f"-- {workers} worker(s)", flush=True)
-        levels += run_levels(args.sessions, "sessions", functools.partial(run_level, workers=workers))
+    for system in systems:
+        print(f"-- {system}", flush=True)
+        levels += run_levels(args.sessions, "sessions", functools.partial(run_level, system=system))
 
     rows = [row(level) for level in levels]
     header = [
         "sessions",
-        "workers",
+        "server",
         "refused",
         "dropped",
         "p50 s",
@@ -283,5 +305,5 @@ def main(argv: list[str]) -> None:
     print(format_table(header, rows))
     for level in levels:
         if "failed" in level:
-            print(f"{level['sessions']} sessions, {level['workers']} worker(s) failed: {level['failed']}")
+            print(f"{level['sessions']} sessions on {level['system']} failed: {level['failed']}")
     write_levels("load", args.out, levels)
