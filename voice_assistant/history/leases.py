@@ -47,18 +47,7 @@ class Leases:
         """A lease in `pool` unless it holds `limit` already (None: taken; else how many it holds). It is
         counted from now on, on every instance, until `alive()` is false or `release(name)`.
         `take_over`: it replaces the `reserve`d place of `name`, whichever instance reserved it."""
-        now, over = self._clock(), self._over()
-        expires_at = now + self._ttl
-        held = await self._book.take_lease(
-            pool,
-            holder=self.holder,
-            name=name,
-            expires_at=expires_at,
-            now=now,
-            limit=limit,
-            release=over,
-            take_over=take_over,
-        )
+        held = await self._take_lease(pool, name, ttl=self._ttl, limit=limit, take_over=take_over)
         if held is None:
             self._held[name] = (pool, alive)
         return held
@@ -67,15 +56,21 @@ class Leases:
         """A place in `pool` for `name` unless it holds `limit` already (None: reserved; else how many it
         holds), checked and taken under the pool's lock. It is not renewed here: it counts on every
         instance for `seconds`, unless the instance where `name` begins `take`s it over first."""
+        return await self._take_lease(pool, name, ttl=timedelta(seconds=seconds), limit=limit)
+
+    async def _take_lease(
+        self, pool: str, name: str, *, ttl: timedelta, limit: int | None, take_over: bool = False
+    ) -> int | None:
         now, over = self._clock(), self._over()
         return await self._book.take_lease(
             pool,
             holder=self.holder,
             name=name,
-            expires_at=now + timedelta(seconds=seconds),
+            expires_at=now + ttl,
             now=now,
             limit=limit,
             release=over,
+            take_over=take_over,
         )
 
     async def count(self, pool: str) -> int:
