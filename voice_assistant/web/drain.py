@@ -114,9 +114,8 @@ class Drain:
             )
             for join in joins:
                 join.cancel()
-        await asyncio.sleep(
-            0
-        )  # one that joined last takes its first step: cut short, it still tells its client
+        # One that joined last takes its first step: cut short, it still tells its client.
+        await asyncio.sleep(0)
         late = [task for task in tasks.values() if not task.done()]
         for task in late:
             task.cancel()
