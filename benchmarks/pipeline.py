@@ -51,7 +51,9 @@ def conversation_audio(repeat: int) -> np.ndarray:
 
 
 def detector_rtf(audio: np.ndarray) -> dict[str, float]:
-    segmenter = TurnSegmenter.from_settings(SileroModel().stream(), TurnSettings(min_silence_ms=700))
+    segmenter = TurnSegmenter.from_settings(
+        SileroModel().stream(), TurnSettings(end_of_turn="silence", min_silence_ms=700)
+    )
     chunk = RATE // 50
     started = time.perf_counter()
     for offset in range(0, len(audio), chunk):

@@ -181,23 +181,44 @@ class TurnSettings(SettingsGroup):
     pause_ms: int = Field(
         default=200,
         ge=32,
-        description="Silence that makes a pause: the end-of-turn model is asked, a reply may start.",
+        description="Silence that makes a pause: the end-of-turn model is first asked (without one: a reply"
+        " may start).",
     )
-    # 650 ms: the shortest silence that split no sentence of the endpointing benchmark's set (inner
-    # pauses up to 0.6 s); see README, "Benchmarks".
-    min_silence_ms: int = Field(default=650, ge=64, description="Silence after speech that ends the turn.")
     end_of_turn: Literal["silence", "smart-turn"] = Field(
-        default="silence",
-        description="'smart-turn': Smart Turn v3 may end a turn at a pause (faster, may cut a sentence).",
+        default="smart-turn",
+        description="'smart-turn': Smart Turn v3's verdicts set the silence that ends each turn (sure:"
+        " short, doubtful: long); 'silence': a fixed silence (min_silence_ms) ends it.",
     )
-    # 0.97: on Kokoro speech Smart Turn put every sentence end but one at 0.98-0.99 and every pause
-    # inside a sentence at 0.94 or less; at 0.5 it ended 5 of 8 such pauses (espeak speech: no threshold
-    # separates them). Human speech may differ: measure before lowering it.
-    end_of_turn_threshold: float = Field(
-        default=0.97,
+    # 650 ms: the shortest silence that split no sentence of the endpointing benchmark's synthetic set
+    # (inner pauses up to 0.6 s); see README, "Benchmarks".
+    min_silence_ms: int = Field(
+        default=650,
+        ge=64,
+        description="With end_of_turn=silence: the silence after speech that ends the turn.",
+    )
+    end_of_turn_quick_ms: int = Field(
+        default=160, ge=32, description="The silence that ends a turn Smart Turn is sure is over."
+    )
+    end_of_turn_patience: float = Field(
+        default=1.0,
         gt=0.0,
-        lt=1.0,
-        description="Smart Turn's probability of a finished turn that ends it early.",
+        le=10.0,
+        description="How long doubt waits: the silence grows with (1 - p) ** (1 / patience) up to the cap.",
+    )
+    max_silence_ms: int = Field(
+        default=2500,
+        ge=64,
+        description="With end_of_turn=smart-turn: the silence that ends any turn, whatever the model says.",
+    )
+    end_of_turn_rejudge_ms: tuple[int, ...] = Field(
+        default=(400, 800, 1400),
+        description="Silences after the pause at which Smart Turn is asked again (a JSON list).",
+    )
+    speculate_from: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Smart Turn's probability from which a reply starts speculatively, before the turn ends.",
     )
     smart_turn_path: Path | None = Field(
         default=None, description="Smart Turn ONNX file; default: the one pipecat-ai ships."

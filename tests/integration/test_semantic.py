@@ -43,5 +43,5 @@ def test_long_turns_are_judged_on_their_last_eight_seconds(smart_turn: SmartTurn
 
 def test_silence_mode_loads_nothing_and_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     assert load_end_of_turn("silence", None) is None
-    with pytest.raises(VoiceAssistantError, match="voice-assistant\\[smart-turn\\]"):
+    with pytest.raises(VoiceAssistantError, match="pipecat-ai"):
         load_end_of_turn("smart-turn", tmp_path / "nowhere.onnx")

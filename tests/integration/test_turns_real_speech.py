@@ -22,7 +22,9 @@ SCRIPT = [
 
 
 def params(min_silence_ms: int = 550, max_turn_seconds: float = 30.0) -> TurnSettings:
-    return TurnSettings(min_silence_ms=min_silence_ms, max_turn_seconds=max_turn_seconds)
+    return TurnSettings(
+        end_of_turn="silence", min_silence_ms=min_silence_ms, max_turn_seconds=max_turn_seconds
+    )
 
 
 def recording(script: list[Utterance], lead: float = 0.7) -> tuple[np.ndarray, list[tuple[float, float]]]:

@@ -13,6 +13,13 @@ LONG_REPLIES = {"VA_MAX_NEW_TOKENS": "4000", "VA_SPECULATIVE_START": "false"}
 turn ends (a speculative start would have most of a reply ready at once)."""
 
 
+SCRIPTED_TURNS = {"VA_END_OF_TURN": "silence"}
+"""Under every test server unless its `env` says otherwise. The tests' speech is espeak-ng pieces with
+silence put between them, each piece ending in a falling, final intonation that Smart Turn rightly hears
+as the end of a turn; a test about something else keeps its turns where its script puts them with the
+silence rule. The default end of turn is tested on human speech (tests/e2e/test_turn_taking_human.py)."""
+
+
 class Servers:
     """Starts `voice-assistant serve --model tiny` processes, each in a fresh folder, and stops them all
     when its owner (a module's fixture) is done with them."""
@@ -31,7 +38,7 @@ class Servers:
     ) -> ServerProcess:
         """A ready server with `env` on top of what every server runs with; `public_url`: it announces its
         own address as VA_PUBLIC_URL (webhooks that must point back at it); `timeout`: for it to be ready."""
-        process = ServerProcess(self._folders.mktemp(name), env=dict(env or {}))
+        process = ServerProcess(self._folders.mktemp(name), env={**SCRIPTED_TURNS, **(env or {})})
         if public_url:
             process.env["VA_PUBLIC_URL"] = process.url
         self._started.append(process)

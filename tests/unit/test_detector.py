@@ -69,7 +69,9 @@ def test_a_turn_longer_than_the_maximum_is_cut_and_speech_goes_on_as_a_new_turn(
 
 
 def test_params_from_milliseconds_round_up_to_whole_frames() -> None:
-    params = TurnParams.from_settings(TurnSettings(vad_neg_threshold=0.6, min_silence_ms=550))
+    params = TurnParams.from_settings(
+        TurnSettings(vad_neg_threshold=0.6, end_of_turn="silence", min_silence_ms=550)
+    )
     assert params.min_speech_frames == 3
     assert params.pause_frames == 7  # 200 ms / 32 ms = 6.25
     assert params.min_silence_frames == 18  # 550 ms / 32 ms = 17.2
@@ -83,12 +85,14 @@ def test_the_default_settings_in_frames() -> None:
     assert (params.threshold, params.neg_threshold) == (0.5, 0.35)
     assert params.min_speech_frames == 3  # 96 ms
     assert params.pause_frames == 7  # 200 ms
-    assert params.min_silence_frames == 21  # 650 ms / 32 ms = 20.3
+    assert params.min_silence_frames == 79  # Smart Turn's cap: 2500 ms / 32 ms = 78.1
     assert params.max_turn_frames == 938  # 30 s
+    silence_rule = TurnParams.from_settings(TurnSettings(end_of_turn="silence"))
+    assert silence_rule.min_silence_frames == 21  # 650 ms / 32 ms = 20.3
 
 
 def test_a_pause_is_never_longer_than_the_silence_that_ends_the_turn() -> None:
-    params = TurnParams.from_settings(TurnSettings(pause_ms=800, min_silence_ms=300))
+    params = TurnParams.from_settings(TurnSettings(pause_ms=800, end_of_turn="silence", min_silence_ms=300))
     assert params.pause_frames == params.min_silence_frames == 10
 
 

@@ -1,5 +1,5 @@
 """Turn-taking on a scripted VAD and a virtual clock: pauses, the end-of-turn model's verdicts (each
-arriving where the test finishes it), silence as the fallback."""
+arriving where the test finishes it) weighed by the policy against the silence, the cap as the fallback."""
 
 from __future__ import annotations
 
@@ -13,14 +13,21 @@ from tests.fakes import FakeClock, ManualOffload, ScriptedVad, settle
 from voice_assistant.audio.pcm import Samples
 from voice_assistant.config import TurnSettings
 from voice_assistant.turn.detector import EndReason, TurnParams
+from voice_assistant.turn.policy import EndOfTurnPolicy
 from voice_assistant.turn.segmenter import TurnSegmenter
 from voice_assistant.turn.taker import CompletedTurn, TurnTaker
 from voice_assistant.turn.vad import FRAME_SAMPLES, FRAME_SECONDS
 
 pytestmark = pytest.mark.unit
 
-# In frames of 32 ms: speech starts after 2, a pause at 3, the turn ends after 10 of silence.
-PARAMS = TurnParams.from_settings(TurnSettings(min_speech_ms=64, pause_ms=96, min_silence_ms=320))
+# In frames of 32 ms: speech starts after 2, a pause at 3, the turn ends after 10 of silence (the silence
+# rule without a model, the cap with one).
+PARAMS = TurnParams.from_settings(
+    TurnSettings(min_speech_ms=64, pause_ms=96, min_silence_ms=320, max_silence_ms=320)
+)
+F = FRAME_SECONDS
+# A sure verdict ends the turn after 3 frames of silence, a doubt of d after 3 + 7 d; asked again at 6.
+POLICY = EndOfTurnPolicy(quick_s=3 * F, cap_s=10 * F, patience=1.0, likely=0.5, rejudge_after_s=(6 * F,))
 
 
 @dataclass
@@ -48,12 +55,14 @@ class Verdict:
     fails: bool = False
     asked: list[int] = field(default_factory=list)
     """The length in frames of each turn so far it was asked about."""
+    later: list[float] = field(default_factory=list)
+    """The probabilities of the next verdicts, when they differ from the first."""
 
     def complete_probability(self, audio: Samples) -> float:
         self.asked.append(len(audio) // FRAME_SAMPLES)
         if self.fails:
             raise RuntimeError("model broke")
-        return self.probability
+        return self.later[len(self.asked) - 2] if len(self.asked) > 1 and self.later else self.probability
 
 
 @dataclass
@@ -72,7 +81,7 @@ class Timeline:
             segmenter,
             self.listener,
             end_of_turn=self.verdict,
-            threshold=0.5,
+            policy=POLICY,
             clock=self.clock,
             offload=self.worker,
         )
@@ -90,10 +99,10 @@ async def test_without_a_model_silence_ends_the_turn() -> None:
     assert len(timeline.listener.turns[0].audio) == (10 + 1) * FRAME_SAMPLES  # speech and one frame after
 
 
-async def test_a_complete_verdict_ends_the_turn_at_the_pause() -> None:
-    timeline = Timeline([(0, 10)], Verdict(0.9))
-    await timeline.play(14)
-    assert timeline.listener.events == ["started", "paused:13"]  # the model has not answered yet
+async def test_a_sure_verdict_ends_the_turn_at_the_pause() -> None:
+    timeline = Timeline([(0, 10)], Verdict(1.0))
+    await timeline.play(13)
+    assert timeline.listener.events == ["started"]  # asked at the pause, not answered yet: nothing to say
     timeline.clock.advance(0.05)
     await timeline.worker.finish_next()
 
@@ -101,31 +110,76 @@ async def test_a_complete_verdict_ends_the_turn_at_the_pause() -> None:
     assert timeline.verdict is not None and timeline.verdict.asked == [13]
     turn = timeline.listener.turns[0]
     assert turn.decided_at == timeline.clock.now  # when the verdict came
-    assert turn.speech_end == turn.decided_at - timedelta(seconds=0.05 + 4 * FRAME_SECONDS)
+    assert turn.speech_end == turn.decided_at - timedelta(seconds=0.05 + 3 * FRAME_SECONDS)
     assert turn.speech_start == turn.speech_end - timedelta(seconds=10 * FRAME_SECONDS)
 
 
-async def test_an_incomplete_verdict_waits_for_the_silence() -> None:
-    timeline = Timeline([(0, 10)], Verdict(0.2))
-    await timeline.play(14)
+async def test_doubt_waits_longer_the_more_doubtful() -> None:
+    ended_after = []
+    for probability in (0.9, 0.6, 0.3):  # waits of 3.7, 5.8 and 7.9 frames of silence
+        timeline = Timeline([(0, 10)], Verdict(probability))
+        await timeline.play(13)
+        await timeline.worker.finish_next()
+        silent = 3
+        while not timeline.listener.turns:
+            await timeline.play(1)
+            silent += 1
+            if timeline.worker.pending:  # asked again at 6 frames: the same verdict
+                await timeline.worker.finish_next()
+        assert timeline.listener.turns[0].reason == EndReason.SEMANTIC
+        ended_after.append(silent)
+    assert ended_after == [4, 6, 8]
+
+
+async def test_a_reply_starts_speculatively_only_on_a_likely_verdict() -> None:
+    likely = Timeline([(0, 10)], Verdict(0.6))
+    await likely.play(13)
+    await likely.worker.finish_next()
+    assert likely.listener.events == ["started", "paused:13"]
+
+    unlikely = Timeline([(0, 10)], Verdict(0.3))
+    await unlikely.play(13)
+    await unlikely.worker.finish_next()
+    assert unlikely.listener.events == ["started"]
+
+
+async def test_the_model_is_asked_again_as_the_silence_grows() -> None:
+    # Doubtful at the pause (a wait of 8.6 frames), sure at 6 frames of silence: it ends there.
+    timeline = Timeline([(0, 10)], Verdict(0.2, later=[1.0]))
+    await timeline.play(13)
     await timeline.worker.finish_next()
-    assert timeline.listener.events == ["started", "paused:13"]
-    await timeline.play(11)
-    assert timeline.listener.events == ["started", "paused:13", "finished:silence"]
+    assert timeline.listener.events == ["started"]
+    await timeline.play(3)
+    assert timeline.worker.pending == 1 and timeline.listener.turns == []
+    await timeline.worker.finish_next()
+    assert timeline.verdict is not None and timeline.verdict.asked == [13, 16]
+    assert timeline.listener.events == ["started", "paused:16", "finished:semantic"]
+
+
+async def test_the_cap_ends_a_turn_the_model_keeps_doubting() -> None:
+    timeline = Timeline([(0, 10)], Verdict(0.0))
+    await timeline.play(13)
+    await timeline.worker.finish_next()
+    await timeline.play(3)
+    await timeline.worker.finish_next()
+    await timeline.play(3)
+    assert timeline.listener.turns == []
+    await timeline.play(1)
+    assert timeline.listener.events == ["started", "finished:silence"]
 
 
 async def test_a_late_verdict_on_a_pause_that_resumed_is_ignored() -> None:
     # Speech, a pause at frames 10-13, speech again at 14-20, a second pause: both verdicts still out.
     timeline = Timeline([(0, 10), (14, 20)], Verdict(0.95))
     await timeline.play(24)
-    assert timeline.listener.events == ["started", "paused:13", "resumed", "paused:23"]
+    assert timeline.listener.events == ["started", "resumed"]
     assert timeline.worker.pending == 2
 
     await timeline.worker.finish_next()  # "complete", about the first pause: too late, it resumed
-    assert timeline.listener.events[-1] == "paused:23" and timeline.listener.turns == []
+    assert timeline.listener.events == ["started", "resumed"] and timeline.listener.turns == []
 
     await timeline.worker.finish_next()  # "complete", about the pause the user is in: it ends the turn
-    assert timeline.listener.events[-1] == "finished:semantic"
+    assert timeline.listener.events[-2:] == ["paused:23", "finished:semantic"]
     assert timeline.verdict is not None and timeline.verdict.asked == [13, 23]
     assert len(timeline.listener.turns[0].audio) == (20 + 1) * FRAME_SAMPLES  # both spans of speech
     await timeline.play(20)
@@ -133,11 +187,30 @@ async def test_a_late_verdict_on_a_pause_that_resumed_is_ignored() -> None:
     await timeline.taker.close()
 
 
-async def test_a_failing_model_leaves_the_end_to_silence() -> None:
+async def test_a_failing_model_leaves_the_end_to_the_cap() -> None:
     timeline = Timeline([(0, 10)], Verdict(0.9, fails=True))
     await timeline.play(14)
     await timeline.worker.finish_next()
-    assert timeline.listener.events == ["started", "paused:13"]
-    await timeline.play(11)
+    assert timeline.listener.events == ["started"]
+    await timeline.play(3)
+    await timeline.worker.finish_next()  # asked again, and broken again
+    await timeline.play(3)
     assert timeline.listener.events[-1] == "finished:silence"
     assert [t.reason for t in timeline.listener.turns] == [EndReason.SILENCE]
+
+
+def test_the_policy_waits_longer_for_doubt_and_never_past_the_cap() -> None:
+    policy = EndOfTurnPolicy(
+        quick_s=0.2, cap_s=2.0, patience=2.0, likely=0.5, rejudge_after_s=(0.5, 1.0, 3.0)
+    )
+    waits = [policy.wait_s(p) for p in (1.0, 0.99, 0.9, 0.5, 0.0)]
+    assert waits[0] == pytest.approx(0.2) and waits[-1] == pytest.approx(2.0)
+    assert waits == sorted(waits)
+    assert policy.wait_s(0.99) == pytest.approx(0.2 + 1.8 * 0.1)  # doubt 0.01, square root
+    assert policy.wait_s(1.5) == pytest.approx(0.2) and policy.wait_s(-1.0) == pytest.approx(2.0)
+    assert [policy.next_judgement(s) for s in (0.2, 0.5, 0.9, 1.0)] == [
+        0.5,
+        1.0,
+        1.0,
+        None,
+    ]  # 3 s: past the cap

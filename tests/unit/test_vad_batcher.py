@@ -95,7 +95,7 @@ def play(streams: list[Stream], *, batched: bool, frames: int = 60) -> tuple[Lou
         silero = SileroStream(model)  # type: ignore[arg-type]
         scorer = batcher.stream(silero) if batched else None
         segmenter = TurnSegmenter(silero, PARAMS, pad_frames=1)
-        takers.append(TurnTaker(segmenter, stream.listener, threshold=0.5, clock=clock, scorer=scorer))
+        takers.append(TurnTaker(segmenter, stream.listener, clock=clock, scorer=scorer))
     for chunks in zip(*(stream.chunks(frames) for stream in streams), strict=False):
         arrived = clock.advance(CHUNK / MODEL_RATE)
         for taker, chunk in zip(takers, chunks, strict=True):
@@ -197,7 +197,6 @@ async def test_closing_a_stream_decides_its_waiting_frames_and_leaves_no_timer()
     taker = TurnTaker(
         TurnSegmenter(silero, PARAMS, pad_frames=1),
         listener,
-        threshold=0.5,
         clock=FakeClock(),
         scorer=batcher.stream(silero),
     )

@@ -24,6 +24,7 @@ from voice_assistant.session.speech import Voice
 from voice_assistant.session.window import WindowPolicy
 from voice_assistant.tts.base import Synthesizer
 from voice_assistant.turn.batcher import VadBatcher
+from voice_assistant.turn.policy import EndOfTurnPolicy
 from voice_assistant.turn.segmenter import TurnSegmenter
 from voice_assistant.turn.semantic import EndOfTurnModel
 from voice_assistant.turn.taker import TurnListener, TurnTaker
@@ -53,7 +54,7 @@ class TurnTaking:
             TurnSegmenter.from_settings(silero, self.settings),
             listener,
             end_of_turn=self.end_of_turn,
-            threshold=self.settings.end_of_turn_threshold,
+            policy=EndOfTurnPolicy.from_settings(self.settings),
             scorer=self.batcher.stream(silero) if self.batcher is not None else None,
         )
 

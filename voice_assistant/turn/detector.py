@@ -25,19 +25,21 @@ class TurnParams:
     pause_frames: int
     """Silence after which the user has paused: the end-of-turn model is asked, a reply may start."""
     min_silence_frames: int
-    """Silence that ends the turn whatever the end-of-turn model says."""
+    """Silence that ends the turn whatever the end-of-turn model says: the silence rule without a
+    model, the policy's cap with one."""
     max_turn_frames: int
 
     @classmethod
     def from_settings(cls, turns: TurnSettings) -> TurnParams:
         """Milliseconds rounded up to whole frames; a pause never longer than the silence that ends the
         turn, a silence threshold never above the speech one."""
+        silence_ms = turns.min_silence_ms if turns.end_of_turn == "silence" else turns.max_silence_ms
         return cls(
             threshold=turns.vad_threshold,
             neg_threshold=min(turns.vad_neg_threshold, turns.vad_threshold),
             min_speech_frames=frames(turns.min_speech_ms),
-            pause_frames=min(frames(turns.pause_ms), frames(turns.min_silence_ms)),
-            min_silence_frames=frames(turns.min_silence_ms),
+            pause_frames=min(frames(turns.pause_ms), frames(silence_ms)),
+            min_silence_frames=frames(silence_ms),
             max_turn_frames=frames(turns.max_turn_seconds * 1000),
         )
 
@@ -46,7 +48,7 @@ class EndReason(enum.StrEnum):
     SILENCE = "silence"
     """The silence reached `min_silence_frames`."""
     SEMANTIC = "semantic"
-    """The end-of-turn model judged the paused turn complete."""
+    """The end-of-turn policy ended the paused turn: its silence reached what the model's verdict allows."""
     MAX_LENGTH = "max_length"
 
 

@@ -84,6 +84,11 @@ class TurnSegmenter:
         return self._frames_split * FRAME_SAMPLES + len(self._pending)
 
     @property
+    def samples_scored(self) -> int:
+        """The samples of every frame pushed so far: where the turn decisions stand."""
+        return self._next_frame * FRAME_SAMPLES
+
+    @property
     def speaking(self) -> bool:
         return self._detector.speaking
 
@@ -128,7 +133,7 @@ class TurnSegmenter:
                 self._turn_start = start
                 result = TurnBegan(start_sample=start * FRAME_SAMPLES)
             case SpeechPaused(frame=silence):
-                result = TurnPaused(samples=self._turn_so_far(), pause_sample=silence * FRAME_SAMPLES)
+                result = TurnPaused(samples=self.turn_so_far(), pause_sample=silence * FRAME_SAMPLES)
             case SpeechResumed():
                 result = TurnResumed()
             case SpeechEnded() as ended:
@@ -144,7 +149,8 @@ class TurnSegmenter:
         kept = list(self._frames)[max(begin, self._first_frame) - self._first_frame : end - self._first_frame]
         return np.concatenate(kept)
 
-    def _turn_so_far(self) -> Samples:
+    def turn_so_far(self) -> Samples:
+        """The open turn up to the last frame pushed, its padding and any silence since included."""
         assert self._turn_start is not None
         return self._frames_between(self._turn_start - self._pad, self._next_frame)
 

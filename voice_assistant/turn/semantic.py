@@ -2,8 +2,7 @@
 
 Silence alone cannot tell a finished sentence from a pause inside one, so a fast silence threshold
 splits sentences and a safe one answers late. At a short pause the end-of-turn model hears the turn
-(intonation and words) and ends it at once when it sounds complete; otherwise the turn waits for
-the full silence.
+(intonation and words), and its probability sets how much more silence ends it (turn/policy.py).
 """
 
 from __future__ import annotations
@@ -79,8 +78,8 @@ def load_end_of_turn(mode: str, path: Path | None) -> EndOfTurnModel | None:
     found = path or packaged_smart_turn()
     if found is None or not found.exists():
         raise VoiceAssistantError(
-            "Smart Turn needs its ONNX file: pip install 'voice-assistant[smart-turn]'"
-            " or set VA_SMART_TURN_PATH"
+            "Smart Turn needs its ONNX file, which pipecat-ai ships: pip install pipecat-ai,"
+            " set VA_SMART_TURN_PATH, or VA_END_OF_TURN=silence"
         )
     logger.info("semantic end of turn: %s", found)
     return SmartTurn(found)

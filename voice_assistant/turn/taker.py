@@ -1,9 +1,12 @@
 """Turn-taking for one stream: the segmenter's frames, the end-of-turn model's verdicts, wall-clock times.
 
 It tells a listener (the conversation) when the user starts, pauses, resumes and finishes a turn.
-A pause is where a reply may start speculatively and where the end-of-turn model is asked; its
-verdict arrives from a worker thread a few tens of milliseconds later and ends the turn only if
-the user is still silent in the same pause.
+Without an end-of-turn model a pause is where a reply may start speculatively, and the segmenter's
+silence rule ends the turn. With one, the model is asked at the pause and again as the silence grows
+(turn/policy.py); each verdict arrives from a worker thread a few tens of milliseconds later and
+counts only if the user is still silent in the same pause. It sets the silence that ends the turn
+(sure: short, doubtful: long, never past the cap), and a reply starts speculatively at the first
+verdict that calls the turn likely over.
 
 Frames are scored by the segmenter's own VAD as they are fed, or, given a `FrameScorer`, a few
 milliseconds later in a batch with other streams' frames (turn/batcher.py): the same decisions, in the
@@ -23,6 +26,7 @@ from typing import Protocol
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.clock import Clock, utc_now
 from voice_assistant.turn.detector import EndReason
+from voice_assistant.turn.policy import EndOfTurnPolicy
 from voice_assistant.turn.segmenter import (
     SegmentEvent,
     TurnAudio,
@@ -78,22 +82,30 @@ class TurnTaker:
         listener: TurnListener,
         *,
         end_of_turn: EndOfTurnModel | None = None,
-        threshold: float,
+        policy: EndOfTurnPolicy | None = None,
         clock: Clock = utc_now,
         offload: Offload = asyncio.to_thread,
         scorer: FrameScorer | None = None,
     ) -> None:
+        if end_of_turn is not None and policy is None:
+            raise ValueError("an end-of-turn model needs the policy that weighs its verdicts")
         self._segmenter = segmenter
         self._scorer = scorer
         self._listener = listener
         self._end_of_turn = end_of_turn
-        self._threshold = threshold
+        self._policy = policy
         self._clock = clock
         self._offload = offload
         self._arrived = clock()
         self._pause = 0
         """Counts pauses, so that a late verdict about an earlier pause is ignored."""
         self._verdict: asyncio.Task[None] | None = None
+        self._silence_from: int | None = None
+        """The sample where the current pause's silence began (None: not paused)."""
+        self._wait_s: float | None = None
+        """The silence that ends the current pause's turn, by the latest verdict (None: none yet)."""
+        self._rejudge_at: float | None = None
+        self._speculated = False
 
     def feed(self, samples: Samples, arrived: datetime) -> None:
         """16 kHz samples whose newest one arrived at `arrived`."""
@@ -101,6 +113,7 @@ class TurnTaker:
         if self._scorer is None:
             for event in self._segmenter.feed(samples):
                 self._take(event)
+            self._weigh()
         else:
             self._scorer.submit(self._segmenter.split(samples), self._scored)
 
@@ -108,22 +121,52 @@ class TurnTaker:
         event = self._segmenter.push(frame, probability)
         if event is not None:
             self._take(event)
+        self._weigh()
 
     def _take(self, event: SegmentEvent) -> None:
         match event:
             case TurnBegan():
                 self._listener.speech_started()
-            case TurnPaused(samples=so_far):
-                self._pause += 1
-                self._listener.speech_paused(so_far)
-                if self._end_of_turn is not None:
-                    self._verdict = asyncio.create_task(self._judge(self._pause, so_far))
+            case TurnPaused(samples=so_far, pause_sample=silence_from):
+                self._new_pause(silence_from)
+                if self._end_of_turn is None:
+                    self._listener.speech_paused(so_far)
+                else:
+                    self._ask(so_far)
             case TurnResumed():
-                self._pause += 1
+                self._new_pause(None)
                 self._listener.speech_resumed()
             case TurnAudio() as turn:
-                self._pause += 1
+                self._new_pause(None)
                 self._finish(turn)
+
+    def _new_pause(self, silence_from: int | None) -> None:
+        """Whatever was judged about the last pause no longer counts."""
+        self._pause += 1
+        self._silence_from = silence_from
+        self._wait_s = None
+        self._rejudge_at = None
+        self._speculated = False
+
+    def _silence_s(self) -> float:
+        assert self._silence_from is not None
+        return (self._segmenter.samples_scored - self._silence_from) / MODEL_RATE
+
+    def _ask(self, audio: Samples) -> None:
+        assert self._end_of_turn is not None and self._policy is not None
+        self._rejudge_at = self._policy.next_judgement(self._silence_s())
+        self._verdict = asyncio.create_task(self._judge(self._pause, audio))
+
+    def _weigh(self) -> None:
+        """After each frame: end the paused turn once its silence reaches what the verdict allows, or ask
+        the model again where the policy says to."""
+        if self._silence_from is None or self._end_of_turn is None:
+            return
+        if self._wait_s is not None and self._silence_s() >= self._wait_s:
+            self._end_now()
+        elif self._rejudge_at is not None and self._silence_s() >= self._rejudge_at:
+            if self._verdict is None or self._verdict.done():
+                self._ask(self._segmenter.turn_so_far())
 
     async def close(self) -> None:
         """The frames fed so far decided (a turn that they finish is finished), no verdict left waiting."""
@@ -135,17 +178,24 @@ class TurnTaker:
                 await self._verdict
 
     async def _judge(self, pause: int, audio: Samples) -> None:
-        assert self._end_of_turn is not None
+        assert self._end_of_turn is not None and self._policy is not None
         try:
             probability = await self._offload(self._end_of_turn.complete_probability, audio)
-        except Exception:  # a broken end-of-turn model must not end or stall turns: silence decides
+        except Exception:  # a broken end-of-turn model must not end or stall turns: the cap decides
             logger.exception("end-of-turn model failed")
             return
-        if pause != self._pause or probability < self._threshold:
+        if pause != self._pause:
             return
+        self._wait_s = self._policy.wait_s(probability)
+        if probability >= self._policy.likely and not self._speculated:
+            self._speculated = True
+            self._listener.speech_paused(audio)
+        self._weigh()
+
+    def _end_now(self) -> None:
         turn = self._segmenter.end_turn()
         if turn is not None:
-            self._pause += 1
+            self._new_pause(None)
             self._finish(turn)
 
     def _finish(self, turn: TurnAudio) -> None:
