@@ -23,9 +23,10 @@ import hashlib
 import json
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
@@ -112,6 +113,11 @@ class TurnLabel(BaseModel):
     end: float
     pauses: tuple[tuple[float, float], ...]
     """(start, end) of each silence inside the turn, in seconds from the recording's start."""
+    kind: str | None = None
+    """How the turn was made, where a set has several ways (benchmarks/human_set.py); None otherwise."""
+
+
+Split = Literal["tune", "held-out"]
 
 
 class Recording(BaseModel):
@@ -126,6 +132,8 @@ class Recording(BaseModel):
     noise: str | None
     duration: float
     turns: tuple[TurnLabel, ...]
+    split: Split = "tune"
+    """"held-out": never looked at while tuning, reported apart (the human set holds some out)."""
 
 
 class Manifest(BaseModel):
@@ -188,6 +196,7 @@ class SpokenTurn:
     audio: np.ndarray
     pauses: tuple[tuple[int, int], ...]
     """(start, end) of each inner pause, in samples from the turn's first sample."""
+    kind: str | None = None
 
     def speech(self) -> np.ndarray:
         """The audio without its inner pauses: what the noise level is measured against."""
@@ -252,25 +261,33 @@ def speak_turn(plan: RecordingPlan, turn: TurnPlan) -> SpokenTurn:
     return speak_espeak_turn(turn, plan.voice, plan.speed)
 
 
-def render(plan: RecordingPlan, folder: Path) -> tuple[Recording, np.ndarray]:
-    """The recording's audio and its labels (every time in seconds from the first sample)."""
+def lay_out(turns: Sequence[SpokenTurn], gaps: Sequence[float]) -> tuple[np.ndarray, list[TurnLabel]]:
+    """The turns on one timeline: LEAD_IN_S of silence, then each turn and the gap after it (`gaps`,
+    one fewer than the turns), TAIL_S after the last; labels in seconds from the first sample."""
     parts: list[np.ndarray] = [np.zeros(int(LEAD_IN_S * RATE), dtype=np.float32)]
     cursor = len(parts[0])
-    speech: list[np.ndarray] = []
     labels: list[TurnLabel] = []
-    for t, turn in enumerate(plan.turns):
-        spoken = speak_turn(plan, turn)
-        speech.append(spoken.speech())
+    for spoken, after in zip(turns, [*gaps, TAIL_S], strict=True):
         parts.append(spoken.audio)
         pauses = tuple(((cursor + a) / RATE, (cursor + b) / RATE) for a, b in spoken.pauses)
         start, cursor = cursor, cursor + len(spoken.audio)
-        labels.append(TurnLabel(text=spoken.text, start=start / RATE, end=cursor / RATE, pauses=pauses))
-        after = TAIL_S if t == len(plan.turns) - 1 else turn.gap_after
+        labels.append(
+            TurnLabel(
+                text=spoken.text, start=start / RATE, end=cursor / RATE, pauses=pauses, kind=spoken.kind
+            )
+        )
         parts.append(np.zeros(int(after * RATE), dtype=np.float32))
         cursor += len(parts[-1])
-    audio = np.concatenate(parts)
+    return np.concatenate(parts), labels
+
+
+def render(plan: RecordingPlan, folder: Path) -> tuple[Recording, np.ndarray]:
+    """The recording's audio and its labels (every time in seconds from the first sample)."""
+    spoken = [speak_turn(plan, turn) for turn in plan.turns]
+    audio, labels = lay_out(spoken, [turn.gap_after for turn in plan.turns[:-1]])
     if plan.snr_db is not None:
-        audio = audio + _noise(plan, folder, len(audio), _rms(np.concatenate(speech)))
+        speech = np.concatenate([turn.speech() for turn in spoken])
+        audio = audio + _noise(plan, folder, len(audio), _rms(speech))
     audio = audio / max(1.0, float(np.abs(audio).max()) / 0.99)  # never clip; the labels do not move
     recording = Recording(
         name=plan.name,
@@ -300,31 +317,45 @@ def _noise(plan: RecordingPlan, folder: Path, length: int, speech_rms: float) ->
     return noise * (speech_rms / _rms(noise) / 10 ** (plan.snr_db / 20))
 
 
-def load_dataset(cache: Path, *, quick: bool = False, seed: int = 0) -> tuple[Path, list[Recording]]:
-    """The dataset's folder and its recordings, rendered into `cache` unless already there."""
-    indices: Sequence[int] = QUICK if quick else range(ESPEAK_SIZE + KOKORO_SIZE)
-    plans = [plan_recording(i, seed=seed) for i in indices]
-    generator = {
-        "plans": [asdict(p) for p in plans],
+Rendered = Iterable[tuple[Recording, np.ndarray]]
+
+
+def cached(
+    cache: Path, prefix: str, generator: dict[str, Any], render_all: Callable[[Path], Rendered]
+) -> tuple[Path, list[Recording]]:
+    """A set's folder and recordings: `cache/PREFIX-KEY`, KEY a hash of everything that made it
+    (`generator`: plans and settings), rendered by `render_all(folder)` unless already there."""
+    settings = {
         "lead_in": LEAD_IN_S,
         "tail": TAIL_S,
         "rate": RATE,
         "pauses": {"level": PAUSE_LEVEL, "min": MIN_PAUSE_S},
     }
-    key = hashlib.sha256(json.dumps(generator, sort_keys=True).encode()).hexdigest()[:16]
-    folder = cache / f"endpointing-{key}"
+    key = hashlib.sha256(json.dumps({**generator, **settings}, sort_keys=True).encode()).hexdigest()[:16]
+    folder = cache / f"{prefix}-{key}"
     manifest_path = folder / "manifest.json"
     if manifest_path.exists():
         return folder, list(Manifest.model_validate_json(manifest_path.read_text()).recordings)
     folder.mkdir(parents=True, exist_ok=True)
     recordings = []
-    for plan in plans:
-        recording, audio = render(plan, folder)
+    for recording, audio in render_all(folder):
         sf.write(folder / recording.wav, audio, RATE, subtype="FLOAT")
         recordings.append(recording)
     manifest = Manifest(key=key, recordings=tuple(recordings))
     manifest_path.write_text(manifest.model_dump_json(indent=1))
     return folder, recordings
+
+
+def load_dataset(cache: Path, *, quick: bool = False, seed: int = 0) -> tuple[Path, list[Recording]]:
+    """The dataset's folder and its recordings, rendered into `cache` unless already there."""
+    indices: Sequence[int] = QUICK if quick else range(ESPEAK_SIZE + KOKORO_SIZE)
+    plans = [plan_recording(i, seed=seed) for i in indices]
+    return cached(
+        cache,
+        "endpointing",
+        {"plans": [asdict(p) for p in plans]},
+        lambda folder: (render(plan, folder) for plan in plans),
+    )
 
 
 def read_audio(folder: Path, recording: Recording) -> np.ndarray:

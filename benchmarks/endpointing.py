@@ -2,11 +2,25 @@
 often does it cut a sentence at a pause or miss the end of a turn?
 
 Our server and a stock fastrtc `ReplyOnPause` server (benchmarks/peer_fastrtc.py) run side by side. The
-same WebRTC client (aiortc, paced in real time) plays each labeled recording (benchmarks/dataset.py) to
-one system at a time, so that they never compete for the cores, and keeps the wall time at which each
-`turn_ended` arrived. Scoring is benchmarks/scoring.py.
+same WebRTC client (aiortc, paced in real time) plays each labeled recording to one system at a time, so
+that they never compete for the cores, and keeps the wall time at which each `turn_ended` arrived.
+Scoring is benchmarks/scoring.py.
 
-    python -m benchmarks endpointing [--quick] [--label NAME] [--env VA_MIN_SILENCE_MS=400 ...]
+Two sets, reported apart: `human` (benchmarks/human_set.py: real people's turns; its table comes first,
+then its tune and held-out splits apart, then per kind of turn) and `synthetic` (benchmarks/dataset.py:
+espeak-ng and Kokoro, per SNR and per voice). `--set` plays one of them; `--quick` a few recordings of each.
+
+LiveKit Agents' open defaults run too, as a configuration of ours (LIVEKIT; `--no-livekit` leaves it
+out): VAD-only turn detection ends the turn `min_endpointing_delay` (0.5 s) after the last speech that
+Silero reported, and Silero reports the end of speech after `min_silence_duration` (0.55 s) of
+silence, so the two do not add up: the turn ends max(0.55, 0.5) = 0.55 s after speech
+(livekit-agents `voice/audio_recognition.py`: `last_speaking_time = now - silence_duration`, then
+`sleep(last_speaking_time + endpointing_delay - now)`; the agents-js docs of `minDelay` say the same).
+With an STT or LiveKit's turn-detector model it can only be later (their transcript, or a 3 s
+`max_endpointing_delay` when the model doubts), so the silence rule at 550 ms is its best case.
+
+    python -m benchmarks endpointing [--quick] [--set human|synthetic|all] [--label NAME]
+        [--env VA_MIN_SILENCE_MS=400 ...] [--variant LABEL:KEY=VALUE,...] [--no-livekit]
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ import httpx
 import numpy as np
 
 from benchmarks.dataset import Recording, load_dataset, read_audio, voice_kind
+from benchmarks.human_set import load_human_set
 from benchmarks.report import RESULTS, format_table, machine, now, seconds, write_json
 from benchmarks.scoring import Summary, TurnScore, reply_delays, score_turns, summarize
 from benchmarks.server import ServerProcess, keep_webrtc_on_loopback
@@ -36,6 +51,10 @@ PEER = "fastrtc ReplyOnPause"
 OUR_DEFAULTS = {"VA_MAX_NEW_TOKENS": "8"}
 """Short replies: the benchmark measures turn ends, not generation."""
 WARM_UP = Utterance(("Hello there,", "are you awake?"), inner_pause=0.3, gap_after=2.5)
+SETS = {"human": load_human_set, "synthetic": load_dataset}
+"""In the report's order."""
+LIVEKIT = ("livekit defaults", {"VA_END_OF_TURN": "silence", "VA_MIN_SILENCE_MS": "550"})
+"""LiveKit Agents' VAD-only endpointing as a configuration of ours (see the module's docstring)."""
 
 
 @dataclass
@@ -104,15 +123,19 @@ Measured = tuple[dict[str, dict[str, float]], dict[tuple[str, str], Run]]
 """Each system's CPU outside playback, and the run of each (recording, system)."""
 
 
-async def measure(systems: Sequence[System], folder: Path, recordings: Sequence[Recording]) -> Measured:
+Played = Sequence[tuple[Path, Recording]]
+"""Each recording to play, with the folder of its set."""
+
+
+async def measure(systems: Sequence[System], played: Played) -> Measured:
     """Warm every system up, then play each recording to each system in turn."""
     costs = {system.name: await warm_up(system) for system in systems}
     runs: dict[tuple[str, str], Run] = {}
-    for i, recording in enumerate(recordings, 1):
+    for i, (folder, recording) in enumerate(played, 1):
         audio = read_audio(folder, recording)
         for system in systems:
             runs[recording.name, system.name] = run = await play(system, audio)
-            print(f"[{i}/{len(recordings)}] {recording.name} {system.name}: {len(run.detections)} turn_ended")
+            print(f"[{i}/{len(played)}] {recording.name} {system.name}: {len(run.detections)} turn_ended")
             await asyncio.sleep(0.5)  # let the connection close before the next one opens
     return costs, runs
 
@@ -121,7 +144,7 @@ def turn_rows(recording: Recording, system: str, run: Run) -> list[dict[str, Any
     spans = [(turn.start, turn.end) for turn in recording.turns]
     scores = score_turns(spans, run.detections, recording.duration)
     replies = reply_delays(spans, run.replies, recording.duration)
-    conditions = {k: getattr(recording, k) for k in ("voice", "speed", "snr_db", "noise")}
+    conditions = {k: getattr(recording, k) for k in ("voice", "speed", "snr_db", "noise", "split")}
     return [
         {
             "recording": recording.name,
@@ -160,16 +183,19 @@ def snr_name(snr_db: float | None) -> str:
     return "clean" if snr_db is None else f"{snr_db:g} dB"
 
 
-def condition_rows(
-    names: Sequence[str], rows: Sequence[dict[str, Any]], condition: Callable[[dict[str, Any]], str]
-) -> list[list[object]]:
-    """A summary row per system and value of `condition` (a turn row's SNR, voice kind...), in order."""
-    table = []
-    for n in names:
-        for value in dict.fromkeys(condition(r) for r in rows):
-            scores = scores_of([r for r in rows if r["system"] == n and condition(r) == value])
-            table.append([f"{n}, {value}", *summary_cells(summarize(scores))])
-    return table
+Condition = Callable[[dict[str, Any]], str]
+
+
+def condition_summaries(
+    names: Sequence[str], rows: Sequence[dict[str, Any]], condition: Condition
+) -> dict[str, Summary]:
+    """A summary per system and value of `condition` (a turn row's SNR, split...), keyed
+    `system, value`, in order."""
+    return {
+        f"{n}, {value}": summarize(scores_of([r for r in rows if r["system"] == n and condition(r) == value]))
+        for n in names
+        for value in dict.fromkeys(condition(r) for r in rows)
+    }
 
 
 def ratio(ours: float | None, peer: float | None) -> float | None:
@@ -205,7 +231,7 @@ def make_systems(variants: Sequence[tuple[str, dict[str, str]]]) -> list[System]
     return [*ours, System(PEER, ServerProcess(servers / "peer", command=peer_command), {})]
 
 
-def run_all(systems: Sequence[System], folder: Path, recordings: Sequence[Recording]) -> Measured:
+def run_all(systems: Sequence[System], played: Played) -> Measured:
     """Start the servers, measure, and stop them whatever happens."""
     try:
         for system in systems:
@@ -213,20 +239,29 @@ def run_all(systems: Sequence[System], folder: Path, recordings: Sequence[Record
             system.settings["ready_after_s"] = system.server.ready_after_s
         peer = systems[-1]
         peer.settings.update(httpx.get(f"{peer.server.url}/readyz").json())
-        return asyncio.run(measure(systems, folder, recordings))
+        return asyncio.run(measure(systems, played))
     finally:
         for system in systems:
             system.server.stop()
 
 
-def report(systems: Sequence[System], recordings: Sequence[Recording], measured: Measured) -> dict[str, Any]:
-    """Print the tables; return what goes into the JSON file."""
-    costs, runs = measured
-    by_name = {r.name: r for r in recordings}
-    rows = [row for (name, system), run in runs.items() for row in turn_rows(by_name[name], system, run)]
+CONDITIONS: dict[str, tuple[tuple[str, Condition], ...]] = {
+    "human": (("split", lambda r: r["split"]), ("turn", lambda r: r["kind"])),
+    "synthetic": (("SNR", lambda r: snr_name(r["snr_db"])), ("voice", lambda r: voice_kind(r["voice"]))),
+}
+"""The tables after each set's main one: a row per system and value of the condition."""
+
+
+def report_set(
+    title: str, systems: Sequence[System], recordings: Sequence[Recording], runs: dict[tuple[str, str], Run]
+) -> dict[str, Any]:
+    """Print one set's tables; return what goes into its part of the JSON file."""
     names = [s.name for s in systems]
+    mine = {(n, s): run for (n, s), run in runs.items() if n in {r.name for r in recordings}}
+    by_name = {r.name: r for r in recordings}
+    rows = [row for (name, system), run in mine.items() for row in turn_rows(by_name[name], system, run)]
     summaries = {n: summarize(scores_of([r for r in rows if r["system"] == n])) for n in names}
-    cpu = {n: float(np.mean([run.cpu for (_, s), run in runs.items() if s == n])) for n in names}
+    cpu = {n: float(np.mean([run.cpu for (_, s), run in mine.items() if s == n])) for n in names}
     peer = PEER
     ratios = {
         f"{ours}/{peer}": {
@@ -235,19 +270,20 @@ def report(systems: Sequence[System], recordings: Sequence[Recording], measured:
         for ours in names[:-1]
     }
 
-    print(f"\nendpointing: {len(recordings)} recordings, true end of speech -> turn_ended at the client\n")
+    turns = sum(len(r.turns) for r in recordings)
+    print(f"\n{title} set: {len(recordings)} recordings, {turns} turns, true end of speech -> turn_ended\n")
     main_rows = [[n, *summary_cells(summaries[n]), f"{cpu[n]:.0%}"] for n in names]
     print(format_table(("system", *HEADER, "cpu"), main_rows))
     print()
     for pair, values in ratios.items():
         shown = {q: "-" if v is None else f"{v:.2f}x" for q, v in values.items()}
         print(f"{pair}: p50 {shown['p50']}, p95 {shown['p95']}")
-    print()
-    snrs = condition_rows(names, rows, lambda r: snr_name(r["snr_db"]))
-    print(format_table(("system, SNR", *HEADER), snrs))
-    print()
-    voices = condition_rows(names, rows, lambda r: voice_kind(r["voice"]))
-    print(format_table(("system, voice", *HEADER), voices))
+    by_condition = {}
+    for label, condition in CONDITIONS[title]:
+        by_condition[label] = summaries_by = condition_summaries(names, rows, condition)
+        table = [[key, *summary_cells(summary)] for key, summary in summaries_by.items()]
+        print()
+        print(format_table((f"system, {label}", *HEADER), table))
     reply_rows = []
     for n in names[:-1]:
         delays = [r["reply_delay"] for r in rows if r["system"] == n and r["reply_delay"] is not None]
@@ -258,20 +294,36 @@ def report(systems: Sequence[System], recordings: Sequence[Recording], measured:
     if reply_rows:
         print("\nreply visible: true end of speech -> first reply_delta at the client\n")
         print(format_table(("system", "turns", "p50 s", "p95 s", "max s"), reply_rows))
+    return {
+        "summary": {n: {**asdict(summaries[n]), "cpu": cpu[n]} for n in names},
+        "ratio": ratios,
+        "by": {label: {k: asdict(v) for k, v in by.items()} for label, by in by_condition.items()},
+        "runs": [{"recording": n, "system": s, **asdict(run)} for (n, s), run in mine.items()],
+        "turns": rows,
+    }
+
+
+def report(
+    systems: Sequence[System], sets: dict[str, tuple[Path, list[Recording]]], measured: Measured
+) -> dict[str, Any]:
+    """Print every set's tables, in SETS' order; return what goes into the JSON file."""
+    costs, runs = measured
+    results = {}
+    for title, (folder, recordings) in sets.items():
+        dataset = {"folder": folder.name, "recordings": [r.model_dump() for r in recordings]}
+        results[title] = {"dataset": dataset, **report_set(title, systems, recordings, runs)}
     print("\ncpu: the server's share of one core during playback")
     return {
         "settings": {s.name: s.settings for s in systems},
-        "summary": {n: {**asdict(summaries[n]), "cpu": cpu[n]} for n in names},
-        "ratio": ratios,
         "server_cpu_outside_playback": costs,
-        "runs": [{"recording": n, "system": s, **asdict(run)} for (n, s), run in runs.items()],
-        "turns": rows,
+        "sets": results,
     }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks endpointing", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="four recordings instead of eighteen")
+    parser.add_argument("--quick", action="store_true", help="four recordings of each set")
+    parser.add_argument("--set", choices=[*SETS, "all"], default="all", help="which recordings to play")
     parser.add_argument("--label", default="ours", help="the name of our system's row")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="for our server")
     parser.add_argument(
@@ -281,16 +333,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="LABEL:KEY=VALUE,...",
         help="a configuration of ours (repeatable; replaces --label/--env): all are measured in one run",
     )
+    parser.add_argument("--no-livekit", action="store_true", help="leave LiveKit's defaults (LIVEKIT) out")
     parser.add_argument("--output", type=Path, default=RESULTS / "endpointing.json")
     args = parser.parse_args(argv)
     keep_webrtc_on_loopback()
     began = time.monotonic()
-    folder, recordings = load_dataset(CACHE, quick=args.quick)
+    chosen = list(SETS) if args.set == "all" else [args.set]
+    sets = {name: SETS[name](CACHE, quick=args.quick) for name in chosen}
     variants = [parse_variant(v) for v in args.variant] or [(args.label, parse_env(args.env))]
+    variants += [] if args.no_livekit else [LIVEKIT]
     systems = make_systems([(label, {**OUR_DEFAULTS, **env}) for label, env in variants])
-    results = report(systems, recordings, run_all(systems, folder, recordings))
+    played = [(folder, recording) for folder, recordings in sets.values() for recording in recordings]
+    results = report(systems, sets, run_all(systems, played))
     elapsed = time.monotonic() - began
     print(f"{elapsed:.0f} s in all; written {args.output}")
     head = {"benchmark": "endpointing", "date": now(), "machine": machine(), "quick": args.quick}
-    dataset = {"folder": folder.name, "recordings": [r.model_dump() for r in recordings]}
-    write_json(args.output, {**head, "wall_seconds": round(elapsed, 1), "dataset": dataset, **results})
+    write_json(args.output, {**head, "wall_seconds": round(elapsed, 1), **results})

@@ -35,7 +35,7 @@ class MissingSpeech(RuntimeError):
 def read_16k(path: Path) -> np.ndarray:
     samples, rate = sf.read(path, dtype="float32", always_2d=True)
     mono = samples.mean(axis=1)
-    return mono if rate == RATE else soxr.resample(mono, rate, RATE).astype(np.float32)
+    return mono if rate == RATE else np.asarray(soxr.resample(mono, rate, RATE), dtype=np.float32)
 
 
 @functools.cache
@@ -68,6 +68,7 @@ class Utterance:
     speaker: str
     start: float
     end: float
+    text: str = ""
 
 
 def _pyannote_file(name: str) -> Path:
@@ -82,11 +83,12 @@ def _pyannote_file(name: str) -> Path:
 
 
 def phone_conversation() -> tuple[np.ndarray, list[Utterance]]:
-    """pyannote's 30 s phone conversation at 16 kHz, and its utterances in time order (from the .stm)."""
+    """pyannote's 30 s phone conversation at 16 kHz, and its utterances in time order (from the .stm,
+    with what is said)."""
     audio = read_16k(_pyannote_file("sample.wav"))
     utterances = []
     for line in _pyannote_file("sample.stm").read_text().splitlines():
         fields = line.split()
         if len(fields) >= 5 and not line.startswith(";;"):
-            utterances.append(Utterance(fields[2], float(fields[3]), float(fields[4])))
+            utterances.append(Utterance(fields[2], float(fields[3]), float(fields[4]), " ".join(fields[5:])))
     return audio, sorted(utterances, key=lambda u: u.start)
