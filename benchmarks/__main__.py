@@ -10,6 +10,7 @@ import sys
 
 BENCHMARKS = {
     "endpointing": "benchmarks.endpointing",
+    "tradeoff": "benchmarks.tradeoff",
     "load": "benchmarks.load",
     "pipeline": "benchmarks.pipeline",
     "gpu": "benchmarks.gpu",

@@ -19,14 +19,20 @@ silence, so the two do not add up: the turn ends max(0.55, 0.5) = 0.55 s after s
 With an STT or LiveKit's turn-detector model it can only be later (their transcript, or a 3 s
 `max_endpointing_delay` when the model doubts), so the silence rule at 550 ms is its best case.
 
+Pipecat's default stop strategy (PIPECAT; `--no-pipecat` leaves it out) has no server here: its own
+`SileroVADAnalyzer` (stop_secs 0.2) and `LocalSmartTurnAnalyzerV3` (3 s fallback) run in process on the
+same audio after the servers are done (benchmarks/inprocess.py), so its delays carry no transport or
+inference time, which favours it slightly.
+
     python -m benchmarks endpointing [--quick] [--set human|synthetic|all] [--label NAME]
-        [--env VA_MIN_SILENCE_MS=400 ...] [--variant LABEL:KEY=VALUE,...] [--no-livekit]
+        [--env VA_MIN_SILENCE_MS=400 ...] [--variant LABEL:KEY=VALUE,...] [--no-livekit] [--no-pipecat]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import shutil
 import sys
 import time
@@ -40,6 +46,7 @@ import numpy as np
 
 from benchmarks.dataset import Recording, load_dataset, read_audio, voice_kind
 from benchmarks.human_set import load_human_set
+from benchmarks.inprocess import PipecatDefault
 from benchmarks.report import RESULTS, format_table, machine, now, seconds, write_json
 from benchmarks.scoring import Summary, TurnScore, reply_delays, score_turns, summarize
 from benchmarks.server import ServerProcess, keep_webrtc_on_loopback
@@ -53,6 +60,9 @@ OUR_DEFAULTS = {"VA_MAX_NEW_TOKENS": "8"}
 WARM_UP = Utterance(("Hello there,", "are you awake?"), inner_pause=0.3, gap_after=2.5)
 SETS = {"human": load_human_set, "synthetic": load_dataset}
 """In the report's order."""
+PIPECAT = "Pipecat default, in process"
+"""pipecat-ai's own Silero + Smart Turn v3 stop strategy on the same audio (benchmarks/inprocess.py): no
+server of ours stands in for it, and no transport delay is added to its figures."""
 LIVEKIT = ("livekit defaults", {"VA_END_OF_TURN": "silence", "VA_MIN_SILENCE_MS": "550"})
 """LiveKit Agents' VAD-only endpointing as a configuration of ours (see the module's docstring)."""
 
@@ -252,11 +262,27 @@ CONDITIONS: dict[str, tuple[tuple[str, Condition], ...]] = {
 """The tables after each set's main one: a row per system and value of the condition."""
 
 
+def play_in_process(
+    played: Played, detectors: dict[str, Callable[[np.ndarray], list[float]]]
+) -> dict[tuple[str, str], Run]:
+    """Each in-process system's detections on each recording (no server: no CPU figure, no replies)."""
+    runs = {}
+    for folder, recording in played:
+        audio = read_audio(folder, recording)
+        for name, detect in detectors.items():
+            runs[recording.name, name] = Run(detect(audio), math.nan, [])
+    return runs
+
+
+def system_names(systems: Sequence[System], in_process: Sequence[str]) -> list[str]:
+    """Ours, then the in-process peers, then the fastrtc peer last (the ratios' denominator)."""
+    return [*(s.name for s in systems[:-1]), *in_process, systems[-1].name]
+
+
 def report_set(
-    title: str, systems: Sequence[System], recordings: Sequence[Recording], runs: dict[tuple[str, str], Run]
+    title: str, names: Sequence[str], recordings: Sequence[Recording], runs: dict[tuple[str, str], Run]
 ) -> dict[str, Any]:
     """Print one set's tables; return what goes into its part of the JSON file."""
-    names = [s.name for s in systems]
     mine = {(n, s): run for (n, s), run in runs.items() if n in {r.name for r in recordings}}
     by_name = {r.name: r for r in recordings}
     rows = [row for (name, system), run in mine.items() for row in turn_rows(by_name[name], system, run)]
@@ -272,7 +298,9 @@ def report_set(
 
     turns = sum(len(r.turns) for r in recordings)
     print(f"\n{title} set: {len(recordings)} recordings, {turns} turns, true end of speech -> turn_ended\n")
-    main_rows = [[n, *summary_cells(summaries[n]), f"{cpu[n]:.0%}"] for n in names]
+    main_rows = [
+        [n, *summary_cells(summaries[n]), "-" if math.isnan(cpu[n]) else f"{cpu[n]:.0%}"] for n in names
+    ]
     print(format_table(("system", *HEADER, "cpu"), main_rows))
     print()
     for pair, values in ratios.items():
@@ -295,7 +323,9 @@ def report_set(
         print("\nreply visible: true end of speech -> first reply_delta at the client\n")
         print(format_table(("system", "turns", "p50 s", "p95 s", "max s"), reply_rows))
     return {
-        "summary": {n: {**asdict(summaries[n]), "cpu": cpu[n]} for n in names},
+        "summary": {
+            n: {**asdict(summaries[n]), "cpu": None if math.isnan(cpu[n]) else cpu[n]} for n in names
+        },
         "ratio": ratios,
         "by": {label: {k: asdict(v) for k, v in by.items()} for label, by in by_condition.items()},
         "runs": [{"recording": n, "system": s, **asdict(run)} for (n, s), run in mine.items()],
@@ -304,14 +334,17 @@ def report_set(
 
 
 def report(
-    systems: Sequence[System], sets: dict[str, tuple[Path, list[Recording]]], measured: Measured
+    names: Sequence[str],
+    systems: Sequence[System],
+    sets: dict[str, tuple[Path, list[Recording]]],
+    measured: Measured,
 ) -> dict[str, Any]:
     """Print every set's tables, in SETS' order; return what goes into the JSON file."""
     costs, runs = measured
     results = {}
     for title, (folder, recordings) in sets.items():
         dataset = {"folder": folder.name, "recordings": [r.model_dump() for r in recordings]}
-        results[title] = {"dataset": dataset, **report_set(title, systems, recordings, runs)}
+        results[title] = {"dataset": dataset, **report_set(title, names, recordings, runs)}
     print("\ncpu: the server's share of one core during playback")
     return {
         "settings": {s.name: s.settings for s in systems},
@@ -334,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="a configuration of ours (repeatable; replaces --label/--env): all are measured in one run",
     )
     parser.add_argument("--no-livekit", action="store_true", help="leave LiveKit's defaults (LIVEKIT) out")
+    parser.add_argument("--no-pipecat", action="store_true", help="leave Pipecat's default (PIPECAT) out")
     parser.add_argument("--output", type=Path, default=RESULTS / "endpointing.json")
     args = parser.parse_args(argv)
     keep_webrtc_on_loopback()
@@ -344,7 +378,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     variants += [] if args.no_livekit else [LIVEKIT]
     systems = make_systems([(label, {**OUR_DEFAULTS, **env}) for label, env in variants])
     played = [(folder, recording) for folder, recordings in sets.values() for recording in recordings]
-    results = report(systems, sets, run_all(systems, played))
+    in_process = {} if args.no_pipecat else {PIPECAT: PipecatDefault().detections}
+    costs, runs = run_all(systems, played)
+    runs.update(play_in_process(played, in_process))
+    results = report(system_names(systems, list(in_process)), systems, sets, (costs, runs))
     elapsed = time.monotonic() - began
     print(f"{elapsed:.0f} s in all; written {args.output}")
     head = {"benchmark": "endpointing", "date": now(), "machine": machine(), "quick": args.quick}

@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from typing import TypeVar
 
 import numpy as np
 
@@ -37,7 +36,6 @@ from voice_assistant.turn.semantic import SmartTurn, packaged_smart_turn
 from voice_assistant.turn.taker import CompletedTurn, TurnTaker
 from voice_assistant.turn.vad import FRAME_SAMPLES, SileroModel
 
-T = TypeVar("T")
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """The audio's first sample, for the arrival times that stamp a turn (which nothing here reads)."""
 PIPECAT_CHUNK = 320
@@ -161,23 +159,30 @@ class PipecatDefault:
     """Pipecat's default end of turn (Silero stop_secs 0.2 + Smart Turn v3 with its fallback), in process."""
 
     def __init__(self) -> None:
+        from loguru import logger
         from pipecat.audio.turn.smart_turn import base_smart_turn
+
+        logger.disable("pipecat")  # a debug line per verdict and per analyzer otherwise
 
         self._clock = _VirtualTime()
         base_smart_turn.time = SimpleNamespace(  # type: ignore[attr-defined]
             monotonic=self._clock.monotonic, perf_counter=self._clock.perf_counter, time=self._clock.time
         )
 
-    def detections(self, audio: np.ndarray) -> list[float]:
-        return asyncio.run(self._run(audio))
+    def detections(self, audio: np.ndarray, stop_secs: float = 0.2) -> list[float]:
+        """`stop_secs`: the VAD's silence before Smart Turn is asked (0.2 as shipped)."""
+        return asyncio.run(self._run(audio, stop_secs))
 
-    async def _run(self, audio: np.ndarray) -> list[float]:
+    def with_stop_secs(self, stop_secs: float) -> Callable[[np.ndarray], list[float]]:
+        return lambda audio: self.detections(audio, stop_secs)
+
+    async def _run(self, audio: np.ndarray, stop_secs: float) -> list[float]:
         from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
         from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
         from pipecat.audio.vad.silero import SileroVADAnalyzer
         from pipecat.audio.vad.vad_analyzer import VADParams, VADState
 
-        vad = SileroVADAnalyzer(sample_rate=MODEL_RATE, params=VADParams(stop_secs=0.2))
+        vad = SileroVADAnalyzer(sample_rate=MODEL_RATE, params=VADParams(stop_secs=stop_secs))
         turn = LocalSmartTurnAnalyzerV3(sample_rate=MODEL_RATE)
         vad.set_sample_rate(MODEL_RATE)  # what a pipeline's start does
         turn.set_sample_rate(MODEL_RATE)

@@ -181,13 +181,12 @@ class TurnSettings(SettingsGroup):
     pause_ms: int = Field(
         default=200,
         ge=32,
-        description="Silence that makes a pause: the end-of-turn model is first asked (without one: a reply"
-        " may start).",
+        description="With end_of_turn=silence: the silence that makes a pause, where a reply may start.",
     )
     end_of_turn: Literal["silence", "smart-turn"] = Field(
         default="smart-turn",
-        description="'smart-turn': Smart Turn v3's verdicts set the silence that ends each turn (sure:"
-        " short, doubtful: long); 'silence': a fixed silence (min_silence_ms) ends it.",
+        description="'smart-turn': Smart Turn v3's verdicts set the silence that ends each turn (over:"
+        " short, doubtful: longer); 'silence': a fixed silence (min_silence_ms) ends it.",
     )
     # 650 ms: the shortest silence that split no sentence of the endpointing benchmark's synthetic set
     # (inner pauses up to 0.6 s); see README, "Benchmarks".
@@ -196,23 +195,32 @@ class TurnSettings(SettingsGroup):
         ge=64,
         description="With end_of_turn=silence: the silence after speech that ends the turn.",
     )
-    end_of_turn_quick_ms: int = Field(
-        default=160, ge=32, description="The silence that ends a turn Smart Turn is sure is over."
+    # The defaults below come from `python -m benchmarks tradeoff` on the tuning part of the human set
+    # (README, "Turn-taking"): the fastest of the settings that cut the fewest turns short.
+    end_of_turn_judge_ms: tuple[int, ...] = Field(
+        default=(64, 200, 300, 400, 600),
+        description="Silences at which Smart Turn is asked whether the turn is over (a JSON list; the first"
+        " is the pause).",
     )
-    end_of_turn_patience: float = Field(
-        default=1.0,
-        gt=0.0,
-        le=10.0,
-        description="How long doubt waits: the silence grows with (1 - p) ** (1 / patience) up to the cap.",
+    end_of_turn_quick_ms: int = Field(
+        default=500, ge=32, description="The silence that ends a turn Smart Turn calls over."
+    )
+    end_of_turn_doubt_ms: int = Field(
+        default=700, ge=32, description="The silence that ends a turn Smart Turn doubts (or cannot judge)."
+    )
+    end_of_turn_sure: float = Field(
+        default=0.8, gt=0.0, le=1.0, description="Smart Turn's probability from which a turn is called over."
+    )
+    end_of_turn_unsure: float = Field(
+        default=0.8,
+        ge=0.0,
+        lt=1.0,
+        description="Smart Turn's probability up to which a turn is doubted (between the two: in between).",
     )
     max_silence_ms: int = Field(
         default=2500,
         ge=64,
-        description="With end_of_turn=smart-turn: the silence that ends any turn, whatever the model says.",
-    )
-    end_of_turn_rejudge_ms: tuple[int, ...] = Field(
-        default=(400, 800, 1400),
-        description="Silences after the pause at which Smart Turn is asked again (a JSON list).",
+        description="With end_of_turn=smart-turn: the silence that ends any turn, verdict or not.",
     )
     speculate_from: float = Field(
         default=0.5,

@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 
 from benchmarks.dataset import Recording, TurnLabel
-from benchmarks.endpointing import LIVEKIT, PEER, Run, System, report
+from benchmarks.endpointing import LIVEKIT, PEER, Run, System, report, system_names
 from benchmarks.server import ServerProcess
 
 pytestmark = pytest.mark.unit
@@ -38,7 +38,12 @@ def test_each_set_is_reported_apart_the_human_one_first_with_its_splits(
     runs = {(r.name, s): Run(list(detections[s]), 0.1, []) for r in (*human, *synthetic) for s in detections}
     runs["h01", PEER] = Run([1.5, 2.8, 5.8], 0.1, [])
 
-    out = report(systems, {"human": (Path("h"), human), "synthetic": (Path("s"), synthetic)}, ({}, runs))
+    out = report(
+        system_names(systems, []),
+        systems,
+        {"human": (Path("h"), human), "synthetic": (Path("s"), synthetic)},
+        ({}, runs),
+    )
 
     printed = capsys.readouterr().out
     assert printed.index("human set: 2 recordings, 4 turns") < printed.index("synthetic set: 1 recordings")

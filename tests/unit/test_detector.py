@@ -84,10 +84,11 @@ def test_the_default_settings_in_frames() -> None:
     params = TurnParams.from_settings(TurnSettings())
     assert (params.threshold, params.neg_threshold) == (0.5, 0.35)
     assert params.min_speech_frames == 3  # 96 ms
-    assert params.pause_frames == 7  # 200 ms
+    assert params.pause_frames == 2  # Smart Turn is first asked at 64 ms
     assert params.min_silence_frames == 79  # Smart Turn's cap: 2500 ms / 32 ms = 78.1
     assert params.max_turn_frames == 938  # 30 s
     silence_rule = TurnParams.from_settings(TurnSettings(end_of_turn="silence"))
+    assert silence_rule.pause_frames == 7  # 200 ms
     assert silence_rule.min_silence_frames == 21  # 650 ms / 32 ms = 20.3
 
 

@@ -23,11 +23,16 @@ pytestmark = pytest.mark.unit
 # In frames of 32 ms: speech starts after 2, a pause at 3, the turn ends after 10 of silence (the silence
 # rule without a model, the cap with one).
 PARAMS = TurnParams.from_settings(
-    TurnSettings(min_speech_ms=64, pause_ms=96, min_silence_ms=320, max_silence_ms=320)
+    TurnSettings(
+        min_speech_ms=64, pause_ms=96, min_silence_ms=320, end_of_turn_judge_ms=(96,), max_silence_ms=320
+    )
 )
 F = FRAME_SECONDS
-# A sure verdict ends the turn after 3 frames of silence, a doubt of d after 3 + 7 d; asked again at 6.
-POLICY = EndOfTurnPolicy(quick_s=3 * F, cap_s=10 * F, patience=1.0, likely=0.5, rejudge_after_s=(6 * F,))
+# Asked at 3 and 6 frames of silence: over (0.8 or more) ends the turn after 3 frames of silence, doubt (0.2
+# or less) after 8, in between in between; 10 frames end it whatever the model does.
+POLICY = EndOfTurnPolicy(
+    quick_s=3 * F, doubt_s=8 * F, sure=0.8, unsure=0.2, cap_s=10 * F, likely=0.5, judge_at_s=(3 * F, 6 * F)
+)
 
 
 @dataclass
@@ -116,7 +121,7 @@ async def test_a_sure_verdict_ends_the_turn_at_the_pause() -> None:
 
 async def test_doubt_waits_longer_the_more_doubtful() -> None:
     ended_after = []
-    for probability in (0.9, 0.6, 0.3):  # waits of 3.7, 5.8 and 7.9 frames of silence
+    for probability in (0.9, 0.5, 0.1):  # waits of 3, 5.5 and 8 frames of silence
         timeline = Timeline([(0, 10)], Verdict(probability))
         await timeline.play(13)
         await timeline.worker.finish_next()
@@ -128,7 +133,7 @@ async def test_doubt_waits_longer_the_more_doubtful() -> None:
                 await timeline.worker.finish_next()
         assert timeline.listener.turns[0].reason == EndReason.SEMANTIC
         ended_after.append(silent)
-    assert ended_after == [4, 6, 8]
+    assert ended_after == [3, 6, 8]
 
 
 async def test_a_reply_starts_speculatively_only_on_a_likely_verdict() -> None:
@@ -144,8 +149,8 @@ async def test_a_reply_starts_speculatively_only_on_a_likely_verdict() -> None:
 
 
 async def test_the_model_is_asked_again_as_the_silence_grows() -> None:
-    # Doubtful at the pause (a wait of 8.6 frames), sure at 6 frames of silence: it ends there.
-    timeline = Timeline([(0, 10)], Verdict(0.2, later=[1.0]))
+    # Doubtful at the pause (a wait of 8 frames), over at 6 frames of silence: it ends there.
+    timeline = Timeline([(0, 10)], Verdict(0.1, later=[1.0]))
     await timeline.play(13)
     await timeline.worker.finish_next()
     assert timeline.listener.events == ["started"]
@@ -156,14 +161,10 @@ async def test_the_model_is_asked_again_as_the_silence_grows() -> None:
     assert timeline.listener.events == ["started", "paused:16", "finished:semantic"]
 
 
-async def test_the_cap_ends_a_turn_the_model_keeps_doubting() -> None:
-    timeline = Timeline([(0, 10)], Verdict(0.0))
-    await timeline.play(13)
-    await timeline.worker.finish_next()
-    await timeline.play(3)
-    await timeline.worker.finish_next()
-    await timeline.play(3)
-    assert timeline.listener.turns == []
+async def test_only_a_model_that_never_answers_leaves_the_end_to_the_cap() -> None:
+    timeline = Timeline([(0, 10)], Verdict(0.9))
+    await timeline.play(19)  # the verdict asked at the pause never comes back
+    assert timeline.listener.turns == [] and timeline.worker.pending == 1
     await timeline.play(1)
     assert timeline.listener.events == ["started", "finished:silence"]
 
@@ -187,30 +188,24 @@ async def test_a_late_verdict_on_a_pause_that_resumed_is_ignored() -> None:
     await timeline.taker.close()
 
 
-async def test_a_failing_model_leaves_the_end_to_the_cap() -> None:
+async def test_a_failing_model_counts_as_doubt() -> None:
     timeline = Timeline([(0, 10)], Verdict(0.9, fails=True))
-    await timeline.play(14)
+    await timeline.play(13)
     await timeline.worker.finish_next()
     assert timeline.listener.events == ["started"]
     await timeline.play(3)
     await timeline.worker.finish_next()  # asked again, and broken again
-    await timeline.play(3)
-    assert timeline.listener.events[-1] == "finished:silence"
-    assert [t.reason for t in timeline.listener.turns] == [EndReason.SILENCE]
+    await timeline.play(1)
+    assert timeline.listener.turns == []
+    await timeline.play(1)
+    assert timeline.listener.events == ["started", "finished:semantic"]  # after 8 frames of silence
 
 
 def test_the_policy_waits_longer_for_doubt_and_never_past_the_cap() -> None:
     policy = EndOfTurnPolicy(
-        quick_s=0.2, cap_s=2.0, patience=2.0, likely=0.5, rejudge_after_s=(0.5, 1.0, 3.0)
+        quick_s=0.3, doubt_s=0.9, sure=0.8, unsure=0.2, cap_s=0.8, likely=0.5, judge_at_s=(0.06, 0.2, 1.0)
     )
-    waits = [policy.wait_s(p) for p in (1.0, 0.99, 0.9, 0.5, 0.0)]
-    assert waits[0] == pytest.approx(0.2) and waits[-1] == pytest.approx(2.0)
-    assert waits == sorted(waits)
-    assert policy.wait_s(0.99) == pytest.approx(0.2 + 1.8 * 0.1)  # doubt 0.01, square root
-    assert policy.wait_s(1.5) == pytest.approx(0.2) and policy.wait_s(-1.0) == pytest.approx(2.0)
-    assert [policy.next_judgement(s) for s in (0.2, 0.5, 0.9, 1.0)] == [
-        0.5,
-        1.0,
-        1.0,
-        None,
-    ]  # 3 s: past the cap
+    assert policy.wait_s(0.95) == policy.wait_s(0.8) == pytest.approx(0.3)
+    assert policy.wait_s(0.5) == pytest.approx(0.6)  # halfway
+    assert policy.wait_s(0.1) == policy.wait_s(None) == pytest.approx(0.8)  # doubt, held to the cap
+    assert [policy.next_judgement(s) for s in (0.0, 0.06, 0.5)] == [0.06, 0.2, None]  # 1 s: past the cap

@@ -23,7 +23,8 @@ class TurnParams:
     neg_threshold: float
     min_speech_frames: int
     pause_frames: int
-    """Silence after which the user has paused: the end-of-turn model is asked, a reply may start."""
+    """Silence after which the user has paused: the end-of-turn model is first asked (without one, a
+    reply may start)."""
     min_silence_frames: int
     """Silence that ends the turn whatever the end-of-turn model says: the silence rule without a
     model, the policy's cap with one."""
@@ -33,12 +34,18 @@ class TurnParams:
     def from_settings(cls, turns: TurnSettings) -> TurnParams:
         """Milliseconds rounded up to whole frames; a pause never longer than the silence that ends the
         turn, a silence threshold never above the speech one."""
-        silence_ms = turns.min_silence_ms if turns.end_of_turn == "silence" else turns.max_silence_ms
+        if turns.end_of_turn == "silence":
+            pause_ms, silence_ms = turns.pause_ms, turns.min_silence_ms
+        else:  # the pause is where Smart Turn is first asked
+            pause_ms, silence_ms = (
+                min(turns.end_of_turn_judge_ms, default=turns.pause_ms),
+                turns.max_silence_ms,
+            )
         return cls(
             threshold=turns.vad_threshold,
             neg_threshold=min(turns.vad_neg_threshold, turns.vad_threshold),
             min_speech_frames=frames(turns.min_speech_ms),
-            pause_frames=min(frames(turns.pause_ms), frames(silence_ms)),
+            pause_frames=min(frames(pause_ms), frames(silence_ms)),
             min_silence_frames=frames(silence_ms),
             max_turn_frames=frames(turns.max_turn_seconds * 1000),
         )

@@ -1,12 +1,14 @@
 """When a paused turn is over: Smart Turn's probability weighed against the silence so far.
 
-One threshold on the end-of-turn model is either fast or safe, never both: on human speech Smart Turn
-puts many pauses inside a turn (between two sentences of one request, a hesitation) as high as the
-ends of turns, and some ends of turns (a trailing "..." intonation) low. So the verdict sets how much
-silence ends the turn instead of ending it outright: a sure verdict ends it after `quick_s`, doubt
-waits longer, up to `cap_s`, which always ends it. The model is asked again as the silence grows
-(`rejudge_after_s`): the same words followed by more silence sound more finished, and a verdict
-that was wrong at the first moment of a pause is corrected before the cap.
+One threshold on the end-of-turn model is either fast or safe, never both. On human speech Smart Turn
+puts the end of a sentence inside a longer turn as high as the end of the turn, and the end of many
+real turns (a phone reply, a single word) as low as a hesitation in the middle of a sentence. Only the
+silence tells those apart, and the two kinds of pause last differently: between two sentences of one
+turn people pause 0.1-0.4 s, inside a sentence up to 0.8 s. So a verdict does not end the turn by itself,
+it sets how much silence ends it: a likely end (`sure` or more) after `quick_s`, doubt (`unsure` or
+less) after `doubt_s`, and linearly in between. The model is asked at each of `judge_at_s` while the
+silence lasts, and the latest verdict counts: the same words followed by more silence can sound
+more finished, or less. `cap_s` ends any turn for which no verdict came (a hung model).
 
 Pure arithmetic on seconds, so that it is tested on any timeline and swept offline by the benchmark.
 """
@@ -22,32 +24,42 @@ from voice_assistant.config import TurnSettings
 @dataclass(frozen=True)
 class EndOfTurnPolicy:
     quick_s: float
-    """The silence that ends a turn the model is sure of (probability 1)."""
+    """The silence that ends a turn the model calls over (`sure` or more)."""
+    doubt_s: float
+    """The silence that ends a turn the model doubts (`unsure` or less), or cannot judge (it failed)."""
+    sure: float
+    unsure: float
     cap_s: float
-    """The silence that ends any turn, whatever the model says (or when it fails)."""
-    patience: float
-    """How long doubt waits: the wait grows with (1 - probability) ** (1 / patience)."""
+    """The silence that ends any turn, verdict or not."""
     likely: float
     """From this probability on the turn is likely over: a reply may start speculatively."""
-    rejudge_after_s: Sequence[float]
-    """Silences, after the first verdict at the pause, at which the model is asked again."""
+    judge_at_s: Sequence[float]
+    """The silences at which the model is asked, the first being the pause."""
 
     @classmethod
     def from_settings(cls, turns: TurnSettings) -> EndOfTurnPolicy:
         return cls(
             quick_s=turns.end_of_turn_quick_ms / 1000,
+            doubt_s=turns.end_of_turn_doubt_ms / 1000,
+            sure=turns.end_of_turn_sure,
+            unsure=min(turns.end_of_turn_unsure, turns.end_of_turn_sure),
             cap_s=turns.max_silence_ms / 1000,
-            patience=turns.end_of_turn_patience,
             likely=turns.speculate_from,
-            rejudge_after_s=tuple(ms / 1000 for ms in turns.end_of_turn_rejudge_ms),
+            judge_at_s=tuple(sorted(ms / 1000 for ms in turns.end_of_turn_judge_ms)),
         )
 
-    def wait_s(self, probability: float) -> float:
-        """The silence after which a turn with this verdict is over."""
-        doubt = min(max(1.0 - probability, 0.0), 1.0)
-        return self.quick_s + (self.cap_s - self.quick_s) * float(doubt ** (1.0 / self.patience))
+    def wait_s(self, probability: float | None) -> float:
+        """The silence after which a turn with this verdict (None: the model failed) is over."""
+        if probability is None or probability <= self.unsure:
+            wait = self.doubt_s
+        elif probability >= self.sure:
+            wait = self.quick_s
+        else:
+            share = (probability - self.unsure) / (self.sure - self.unsure)
+            wait = self.doubt_s + (self.quick_s - self.doubt_s) * share
+        return min(wait, self.cap_s)
 
     def next_judgement(self, silence_s: float) -> float | None:
-        """The next silence (after `silence_s`) at which to ask the model again, if any before the cap."""
-        later = [s for s in self.rejudge_after_s if silence_s < s < self.cap_s]
+        """The next silence (after `silence_s`) at which to ask the model, if any before the cap."""
+        later = [s for s in self.judge_at_s if silence_s < s < self.cap_s]
         return min(later) if later else None

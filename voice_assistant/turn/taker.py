@@ -5,7 +5,7 @@ Without an end-of-turn model a pause is where a reply may start speculatively, a
 silence rule ends the turn. With one, the model is asked at the pause and again as the silence grows
 (turn/policy.py); each verdict arrives from a worker thread a few tens of milliseconds later and
 counts only if the user is still silent in the same pause. It sets the silence that ends the turn
-(sure: short, doubtful: long, never past the cap), and a reply starts speculatively at the first
+(over: short, doubtful: longer, never past the cap), and a reply starts speculatively at the first
 verdict that calls the turn likely over.
 
 Frames are scored by the segmenter's own VAD as they are fed, or, given a `FrameScorer`, a few
@@ -179,15 +179,16 @@ class TurnTaker:
 
     async def _judge(self, pause: int, audio: Samples) -> None:
         assert self._end_of_turn is not None and self._policy is not None
+        probability: float | None
         try:
             probability = await self._offload(self._end_of_turn.complete_probability, audio)
-        except Exception:  # a broken end-of-turn model must not end or stall turns: the cap decides
+        except Exception:  # a broken end-of-turn model must not end or stall turns: it counts as doubt
             logger.exception("end-of-turn model failed")
-            return
+            probability = None
         if pause != self._pause:
             return
         self._wait_s = self._policy.wait_s(probability)
-        if probability >= self._policy.likely and not self._speculated:
+        if probability is not None and probability >= self._policy.likely and not self._speculated:
             self._speculated = True
             self._listener.speech_paused(audio)
         self._weigh()
