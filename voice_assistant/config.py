@@ -234,6 +234,17 @@ class TurnSettings(SettingsGroup):
     speculative_start: bool = Field(
         default=True, description="Start generating at a pause, before the turn is known over."
     )
+    # 500 ms and 1.5 s: LiveKit Agents' defaults (min_interruption_duration, false_interruption_timeout).
+    min_interruption_ms: int = Field(
+        default=500,
+        ge=0,
+        description="Speech over a spoken reply pauses it; this long, it interrupts it (shorter: resumes).",
+    )
+    false_interruption_timeout_s: float = Field(
+        default=1.5,
+        gt=0.0,
+        description="Silence after the speech that paused a reply, with no turn proven, before it resumes.",
+    )
     speech_pad_ms: int = Field(
         default=192, ge=0, description="Audio kept from before the detected speech start."
     )

@@ -58,6 +58,25 @@ class ReplyDone(Event):
 
 
 @dataclass(frozen=True)
+class ReplyPaused(Event):
+    """The user spoke over a spoken reply: its voice stopped at once, to see whether this is a turn.
+    Then either `reply_resumed` (a backchannel or noise: it goes on) or the next `turn_started` (a real
+    interruption: the reply's `reply_done`, interrupted, follows). Never sent for a reply not spoken."""
+
+    type: ClassVar[str] = "reply_paused"
+    turn: int
+
+
+@dataclass(frozen=True)
+class ReplyResumed(Event):
+    """The speech that paused the reply was no turn (too short, or no turn followed in time): the reply
+    plays on, from the start of the sentence that was cut; no user turn was announced or stored."""
+
+    type: ClassVar[str] = "reply_resumed"
+    turn: int
+
+
+@dataclass(frozen=True)
 class Transcribed(Event):
     """The words of a user turn, once known (after its reply: transcripts never delay an answer)."""
 

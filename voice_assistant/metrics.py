@@ -45,6 +45,11 @@ class Metrics:
         )
         self.errors = Counter("va_errors", "Errors reported to clients.", ["stage"], registry=self.registry)
         self.interrupted = Counter("va_replies_interrupted", "Replies cut short.", registry=self.registry)
+        self.false_interruptions = Counter(
+            "va_false_interruptions",
+            "Spoken replies paused by speech that proved no turn (a backchannel, noise) and resumed.",
+            registry=self.registry,
+        )
         self.endpointing = Histogram(
             "va_endpointing_seconds",
             "From the end of speech to turn_ended (turn committed).",

@@ -15,6 +15,7 @@ from tests.fakes import (
     EventLog,
     FakeAudioLM,
     FakeSynthesizer,
+    FakeTimers,
     InlineStore,
     RecordingSink,
     ScriptedReply,
@@ -28,6 +29,7 @@ from voice_assistant.history.store import HistoryStore, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioPart, Message
 from voice_assistant.session.conversation import DISCONNECTED, Conversation
+from voice_assistant.session.interruption import Interruptions
 from voice_assistant.session.speech import Voice
 from voice_assistant.session.window import WindowPolicy
 from voice_assistant.turn.detector import EndReason
@@ -53,6 +55,8 @@ async def open_conversation(
     voice: Voice | None = None,
     reply_timeout_s: float = 60.0,
     metrics: Metrics | None = None,
+    interruptions: Interruptions | None = None,
+    timers: FakeTimers | None = None,
 ) -> Conversation:
     session_id = await store.create_session(now=datetime.now(UTC))
     return Conversation(
@@ -66,6 +70,8 @@ async def open_conversation(
         reply_timeout_s=reply_timeout_s,
         voice=voice,
         speculative=speculative,
+        interruptions=interruptions,
+        schedule=timers,
     )
 
 
@@ -614,3 +620,243 @@ async def test_settled_returns_once_the_session_closes_mid_turn(inline_store: Hi
     await conversation.close()
     await settle()
     assert settled.done()
+
+
+# -- false interruptions: speech over a spoken reply pauses it until it proves a turn
+
+RULES = Interruptions(min_speech_s=0.5, timeout_s=1.5, proven_after_s=0.6)
+THREE = ["First one. ", "Second one. ", "Third one."]
+
+
+async def speaking(
+    store: HistoryStore, replies: list[list[str] | Exception], *, voice: bool = True
+) -> tuple[Conversation, EventLog, RecordingSink, FakeTimers, Metrics]:
+    """A conversation whose first reply (three sentences) is queued in the sink, its first one heard."""
+    log, sink, timers, metrics = EventLog(), RecordingSink(), FakeTimers(), Metrics()
+    conversation = await open_conversation(
+        store,
+        FakeAudioLM(replies),
+        log,
+        voice=Voice(FakeSynthesizer(), sink, report=log) if voice else None,
+        metrics=metrics,
+        interruptions=RULES,
+        timers=timers,
+    )
+    say(conversation)
+    await log.wait_for("reply_delta", 3)
+    await settle()
+    if voice:
+        assert sink.labels == ["turn-0.0", "turn-0.1", "turn-0.2"]
+        sink.finish("turn-0.0")
+    return conversation, log, sink, timers, metrics
+
+
+def kinds(log: EventLog) -> list[tuple[str, int]]:
+    return [(e.type, e.turn) for e in log.events if e.type not in {"transcript", "reply_delta"}]  # type: ignore[attr-defined]
+
+
+def false_interruptions(metrics: Metrics) -> float:
+    return metrics.registry.get_sample_value("va_false_interruptions_total") or 0.0
+
+
+async def played_out(log: EventLog, sink: RecordingSink, replies: int) -> None:
+    """The reply to the next turn (its one delta, `ok`) is generated and heard to its end."""
+    await log.wait_for("reply_delta", 3 + replies)
+    await settle()
+    sink.finish()
+    await log.wait_for("reply_done", 1 + replies)
+
+
+async def stored(store: HistoryStore, conversation: Conversation) -> list[tuple[int, bool, str | None]]:
+    turns = (await store.get_session(conversation.session_id)).turns
+    return [(t.index, t.interrupted, t.heard_text) for t in turns]
+
+
+async def test_a_backchannel_pauses_the_reply_at_once_then_it_resumes_and_nothing_is_a_turn(
+    inline_store: HistoryStore,
+) -> None:
+    conversation, log, sink, timers, metrics = await speaking(inline_store, [THREE])
+    conversation.speech_started()  # "mm-hmm"
+    assert sink.clears == 1  # the voice stopped in the same step as the speech was reported
+    assert kinds(log)[-1] == ("reply_paused", 0) and len(log.of("turn_started")) == 1
+    timers.advance(0.3)
+    conversation.speech_paused(np.zeros(8000, np.float32))
+    timers.advance(0.2)
+    conversation.turn_finished(turn(0.35))
+    await settle()
+
+    # The held sentences went back to the sink, the very same audio, and play to the end.
+    assert sink.labels == ["turn-0.0", "turn-0.1", "turn-0.2", "turn-0.1", "turn-0.2"]
+    assert np.array_equal(sink.pieces[3].samples, sink.pieces[1].samples)
+    sink.finish()
+    [done] = await log.wait_for("reply_done", 1)
+    await settle()
+    assert conversation.quiet and timers.pending == []
+    await conversation.close()
+
+    assert not done.interrupted and done.heard == "First one. Second one. Third one."  # type: ignore[attr-defined]
+    assert kinds(log) == [
+        ("turn_started", 0),
+        ("turn_ended", 0),
+        ("reply_paused", 0),
+        ("reply_resumed", 0),
+        ("reply_done", 0),
+    ]
+    assert await stored(inline_store, conversation) == [(0, False, "First one. Second one. Third one.")]
+    assert false_interruptions(metrics) == 1
+    assert conversation._next_index == 1  # the backchannel took no turn number
+
+
+async def test_speech_that_lasts_interrupts_the_paused_reply_and_stores_what_was_heard(
+    inline_store: HistoryStore,
+) -> None:
+    conversation, log, sink, timers, metrics = await speaking(inline_store, [THREE, ["ok"]])
+    conversation.speech_started()
+    timers.advance(0.59)
+    assert len(log.of("turn_started")) == 1  # not proven yet: nothing announced
+    timers.advance(0.01)  # still speaking: a real turn, announced now, the reply cut
+    assert kinds(log)[-1] == ("turn_started", 1)
+    [done] = await log.wait_for("reply_done", 1)
+    assert done.interrupted and done.heard == "First one."  # type: ignore[attr-defined]
+    assert len(sink.pieces) == 3  # the held sentences never played again
+    conversation.turn_finished(turn(2.0))
+    await played_out(log, sink, 1)
+    await conversation.close()
+
+    assert kinds(log)[2:] == [
+        ("reply_paused", 0),
+        ("turn_started", 1),
+        ("reply_done", 0),
+        ("turn_ended", 1),
+        ("reply_done", 1),
+    ]
+    assert await stored(inline_store, conversation) == [(0, True, "First one."), (1, False, "ok")]
+    assert false_interruptions(metrics) == 0
+
+
+async def test_short_bursts_that_make_a_long_turn_interrupt_when_the_turn_finishes(
+    inline_store: HistoryStore,
+) -> None:
+    conversation, log, sink, timers, _ = await speaking(inline_store, [THREE, ["ok"]])
+    conversation.speech_started()
+    timers.advance(0.4)
+    conversation.speech_paused(np.zeros(8000, np.float32))  # "so..."
+    timers.advance(0.3)
+    conversation.speech_resumed()  # "...what about"
+    timers.advance(0.4)
+    conversation.speech_paused(np.zeros(8000, np.float32))
+    assert len(log.of("turn_started")) == 1 and len(log.of("reply_paused")) == 1
+    conversation.turn_finished(turn(1.1))  # one turn of 1.1 s from its first word to its last
+    await played_out(log, sink, 1)
+    await conversation.close()
+
+    assert [(i, interrupted) for i, interrupted, _ in await stored(inline_store, conversation)] == [
+        (0, True),
+        (1, False),
+    ]
+    assert log.of("reply_resumed") == [] and timers.pending == []
+
+
+async def test_silence_without_a_turn_resumes_the_reply_and_speech_after_it_pauses_it_again(
+    inline_store: HistoryStore,
+) -> None:
+    conversation, log, sink, timers, metrics = await speaking(inline_store, [THREE])
+    conversation.speech_started()  # a cough
+    timers.advance(0.2)
+    conversation.speech_paused(np.zeros(8000, np.float32))
+    timers.advance(1.49)
+    assert log.of("reply_resumed") == []
+    timers.advance(0.01)  # no turn finished: turn-taking is still judging, the reply goes on
+    await settle()
+    assert kinds(log)[-1] == ("reply_resumed", 0)
+    assert sink.labels[3:] == ["turn-0.1", "turn-0.2"]
+
+    conversation.speech_resumed()  # the same user turn goes on: paused again
+    assert kinds(log)[-1] == ("reply_paused", 0) and sink.clears == 2
+    timers.advance(0.1)
+    conversation.speech_paused(np.zeros(8000, np.float32))
+    conversation.turn_finished(turn(0.45))  # still too short to be a turn
+    await settle()
+    assert sink.labels[5:] == ["turn-0.1", "turn-0.2"]
+    sink.finish()
+    [done] = await log.wait_for("reply_done", 1)
+    await conversation.close()
+
+    assert not done.interrupted and len(log.of("turn_started")) == 1
+    assert await stored(inline_store, conversation) == [(0, False, "First one. Second one. Third one.")]
+    assert false_interruptions(metrics) == 2
+
+
+async def test_a_backchannel_whose_reply_has_played_out_meanwhile_is_still_no_turn(
+    inline_store: HistoryStore,
+) -> None:
+    conversation, log, sink, timers, _ = await speaking(inline_store, [THREE, ["ok"]])
+    conversation.speech_started()
+    conversation.speech_paused(np.zeros(8000, np.float32))
+    timers.advance(1.5)  # resumed, and it plays to its end before turn-taking decides
+    await settle()
+    sink.finish()
+    await log.wait_for("reply_done", 1)
+    conversation.turn_finished(turn(0.3))
+    await settle()
+    assert conversation.quiet and len(log.of("turn_started")) == 1
+
+    # A turn spoken once nothing plays is a turn at once, as ever.
+    say(conversation)
+    await played_out(log, sink, 1)
+    await conversation.close()
+    assert [(i, interrupted) for i, interrupted, _ in await stored(inline_store, conversation)] == [
+        (0, False),
+        (1, False),
+    ]
+
+
+async def test_a_real_turn_whose_reply_has_played_out_meanwhile_is_answered(
+    inline_store: HistoryStore,
+) -> None:
+    conversation, log, sink, timers, _ = await speaking(inline_store, [THREE, ["ok"]])
+    conversation.speech_started()
+    conversation.speech_paused(np.zeros(8000, np.float32))
+    timers.advance(1.5)
+    await settle()
+    sink.finish()
+    await log.wait_for("reply_done", 1)
+    conversation.turn_finished(turn(0.8))  # it was a turn after all, and nothing is left to cut
+    await played_out(log, sink, 1)
+    await conversation.close()
+
+    assert kinds(log)[-3:] == [("turn_started", 1), ("turn_ended", 1), ("reply_done", 1)]
+    assert [(i, interrupted) for i, interrupted, _ in await stored(inline_store, conversation)] == [
+        (0, False),
+        (1, False),
+    ]
+
+
+async def test_speech_over_a_text_only_reply_interrupts_it_at_once(inline_store: HistoryStore) -> None:
+    conversation, log, _, timers, _ = await speaking(inline_store, [THREE], voice=False)
+    await log.wait_for("reply_done", 1)  # nothing to play: the reply is done once generated
+    pace = Steps()
+    lm = FakeAudioLM([["one ", "two ", "three"], ["ok"]], pace=pace)
+    conversation._model = lm  # the next reply streams slowly
+    say(conversation)
+    pace.release(1)
+    await log.wait_for("reply_delta", 4)
+    conversation.speech_started()  # over the text: barge-in, as without a voice there is no pause
+    assert kinds(log)[-1] == ("turn_started", 2) and timers.pending == []
+    pace.release(2)
+    done = await log.wait_for("reply_done", 2)
+    await conversation.close()
+    assert done[1].interrupted and done[1].text == "one "  # type: ignore[attr-defined]
+    assert log.of("reply_paused") == []
+
+
+async def test_a_client_that_goes_while_the_reply_is_paused_leaves_it_stored_and_no_timer(
+    inline_store: HistoryStore,
+) -> None:
+    before = asyncio.all_tasks()
+    conversation, log, _, timers, _ = await speaking(inline_store, [THREE])
+    conversation.speech_started()
+    await conversation.close()
+
+    assert timers.pending == [] and asyncio.all_tasks() - before == set()
+    assert await stored(inline_store, conversation) == [(0, True, "First one.")]

@@ -6,9 +6,11 @@ interrupts it through that one handle without touching the commit of any turn: a
 stored before any of its reply is sent, and the reply (complete, interrupted, failed or timed out) is
 stored once, when it ends, with what was generated and what was heard. A reply may have started
 speculatively at the pause that ended the turn; it is adopted then, or discarded without a trace when
-the user speaks on. A store call that fails is an `error` event (see store_failures.py) and the session
-goes on: a turn that could not be stored gets no reply, a reply that could not be stored still ends in
-its `reply_done`.
+the user speaks on. Speech over a spoken reply first only pauses it (session/interruption.py): the
+user turn is announced, and the reply cut, once the speech proves a turn; a backchannel or noise
+resumes the reply and is no turn at all (no `turn_started`, no index, nothing stored). A store call
+that fails is an `error` event (see store_failures.py) and the session goes on: a turn that could not
+be stored gets no reply, a reply that could not be stored still ends in its `reply_done`.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from voice_assistant.events import ErrorRaised, Publish, ReplyDone, TurnEnded, T
 from voice_assistant.history.store import HistoryStore, NewTurn, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
+from voice_assistant.session.interruption import Interruptions, Overlap
 from voice_assistant.session.reply import Reply, ReplyEnd
 from voice_assistant.session.speculation import Speculation
 from voice_assistant.session.speech import Voice
 from voice_assistant.session.store_failures import store_failure
 from voice_assistant.session.transcripts import Transcriber
 from voice_assistant.session.window import Window, WindowPolicy, build_window
+from voice_assistant.turn.batcher import Schedule
 from voice_assistant.turn.taker import CompletedTurn
 
 logger = logging.getLogger(__name__)
@@ -67,7 +71,10 @@ class Conversation:
         speculative: bool = True,
         transcripts: bool = True,
         clock: Clock = utc_now,
+        interruptions: Interruptions | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
+        """Without `interruptions`, any speech over a reply interrupts it at once (plain barge-in)."""
         self.session_id = session_id
         self._store = store
         self._model = model
@@ -89,6 +96,12 @@ class Conversation:
         self.reply: Reply | None = None
         """The reply in progress, if any: the one handle through which it is paused or stopped."""
         self._speculation: Speculation | None = None
+        self._interruptions = interruptions
+        self._schedule = schedule or asyncio.get_running_loop().call_later
+        self._overlap: Overlap | None = None
+        """The user turn being spoken over a spoken reply, until it proves real or false."""
+        self._resuming: set[asyncio.Task[None]] = set()
+        """Replies resuming after a false interruption (their held speech going back to the sink)."""
         self._closing = False
         self._transcriber = (
             Transcriber(session_id=session_id, store=store, model=model, publish=publish, metrics=metrics)
@@ -100,9 +113,36 @@ class Conversation:
     # -- from turn-taking (TurnListener)
 
     def speech_started(self) -> None:
-        """The user started a new turn: announce it and stop any reply in progress (barge-in)."""
-        self._speech_epoch += 1
+        """The user started speaking: over a spoken reply, pause it until the speech proves a turn;
+        else a new turn, at once."""
         self._speaking = True
+        self._end_overlap()
+        reply = self.reply
+        if self._interruptions is not None and reply is not None and reply.spoken and not self._closing:
+            self._overlap = Overlap(
+                reply,
+                self._interruptions,
+                schedule=self._schedule,
+                publish=self._publish,
+                metrics=self._metrics,
+                real=self._interruption_proven,
+                background=self._resuming,
+            )
+        else:
+            self._begin_turn()
+
+    def _interruption_proven(self) -> None:
+        self._end_overlap()
+        self._begin_turn()
+
+    def _end_overlap(self) -> None:
+        if self._overlap is not None:
+            self._overlap.cancel()
+            self._overlap = None
+
+    def _begin_turn(self) -> None:
+        """A new user turn: announce it and stop any reply in progress (barge-in)."""
+        self._speech_epoch += 1
         if self._transcriber is not None:
             self._transcriber.pause()
         self._interrupt()
@@ -111,14 +151,27 @@ class Conversation:
         self._next_index += 1
 
     def speech_paused(self, audio: Samples) -> None:
+        if self._overlap is not None:
+            self._overlap.speech_paused()
+            return
         if self._speculative and not self._closing and not self._busy and self._queue.empty():
             self._discard_speculation()
             self._speculation = Speculation(self._model, lambda: self._window_for(audio))
 
     def speech_resumed(self) -> None:
+        if self._overlap is not None:
+            self._overlap.speech_resumed()
         self._discard_speculation()
 
     def turn_finished(self, turn: CompletedTurn) -> None:
+        overlap, self._overlap = self._overlap, None
+        if overlap is not None and not overlap.finished(turn):
+            # A backchannel or noise over the reply, which plays on: no turn of the conversation.
+            self._speaking = False
+            self._answered.set()
+            return
+        if overlap is not None:
+            self._begin_turn()
         speculation, self._speculation = self._speculation, None
         self._speaking = False
         self._queue.put_nowait(_Pending(turn, self._speech_epoch, speculation, self._next_index - 1))
@@ -143,9 +196,10 @@ class Conversation:
         """The client is gone: cut the reply short, store every finished turn, leave no task behind."""
         self._closing = True
         self._discard_speculation()
+        self._end_overlap()
         self._interrupt()
         self._queue.put_nowait(None)
-        await asyncio.wait([self._worker])
+        await asyncio.wait([self._worker, *self._resuming])
         self._speaking = False  # a turn cut off by the close will never finish: nothing is in flight
         self._answered.set()
         if self._voice is not None:

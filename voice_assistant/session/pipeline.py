@@ -19,6 +19,7 @@ from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
 from voice_assistant.session.conversation import Conversation
 from voice_assistant.session.hub import EventHub
+from voice_assistant.session.interruption import Interruptions
 from voice_assistant.session.sink import AudioSink
 from voice_assistant.session.speech import Voice
 from voice_assistant.session.window import WindowPolicy
@@ -148,5 +149,6 @@ class Pipelines:
             voice=voice,
             speculative=answering.speculative,
             transcripts=answering.transcripts,
+            interruptions=Interruptions.from_settings(turn_taking.settings),
         )
         return SessionPipeline(conversation, turn_taking.taker(conversation))

@@ -71,6 +71,10 @@ class Reply:
         self._task.add_done_callback(self._resolve)
 
     @property
+    def spoken(self) -> bool:
+        return self._utterance is not None
+
+    @property
     def text(self) -> str:
         return "".join(self._pieces)
 

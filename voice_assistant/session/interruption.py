@@ -1,0 +1,142 @@
+"""False interruptions: speech over a spoken reply pauses it until the speech proves to be a turn.
+
+A "mm-hmm", a cough or a door is not a turn, and cutting the reply for it (and storing it as
+interrupted) is what users of a voice assistant hate most after being cut off themselves. So, as
+LiveKit Agents does, speech over a spoken reply first only pauses it: the voice stops at once (the sink
+takes back what it had not played) and the user turn is not announced yet. Then either
+
+- the speech lasts `min_speech_s`: a real interruption, and the conversation goes on as with any
+  barge-in (the reply is cut and stored with what was heard, the speech is the next turn); or
+- it stays shorter (the turn that turn-taking finishes spans less), or the user stays silent for
+  `timeout_s` without that happening: a false interruption, and the reply resumes where it stopped
+  (the sentence that was cut plays again from its start).
+
+Turn-taking reports a speech start `min_speech_ms` into the speech and a pause `pause_ms` into the
+silence, so speech that is still not paused `proven_after_s` after its reported start has lasted
+`min_speech_s` for sure: that is when a long turn proves real, without waiting for it to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from voice_assistant.config import TurnSettings
+from voice_assistant.events import Publish, ReplyPaused, ReplyResumed
+from voice_assistant.metrics import Metrics
+from voice_assistant.session.reply import Reply
+from voice_assistant.turn.batcher import Schedule, Timer
+from voice_assistant.turn.taker import CompletedTurn
+
+
+@dataclass(frozen=True)
+class Interruptions:
+    """When speech over a spoken reply interrupts it (see the module's docstring)."""
+
+    min_speech_s: float
+    timeout_s: float
+    proven_after_s: float
+    """From the reported start of speech with no pause reported since: it has lasted `min_speech_s`."""
+
+    @classmethod
+    def from_settings(cls, turns: TurnSettings) -> Interruptions:
+        min_speech_s = turns.min_interruption_ms / 1000
+        return cls(
+            min_speech_s=min_speech_s,
+            timeout_s=turns.false_interruption_timeout_s,
+            proven_after_s=max(min_speech_s - turns.min_speech_ms / 1000 + turns.pause_ms / 1000, 0.0),
+        )
+
+
+class Overlap:
+    """The user speaks over one spoken reply: it is paused now, and stays so until `real` is called
+    (the speech proved long enough) or the speech proves false (then the reply resumes).
+
+    The conversation feeds it the turn-taking callbacks of that one user turn, up to `finished`."""
+
+    def __init__(
+        self,
+        reply: Reply,
+        rules: Interruptions,
+        *,
+        schedule: Schedule,
+        publish: Publish,
+        metrics: Metrics,
+        real: Callable[[], None],
+        background: set[asyncio.Task[None]],
+    ) -> None:
+        """`real` is called once the speech proved a turn; `background` holds the task that plays the
+        held speech again after a false interruption, until it is done (for the conversation's close)."""
+        self._reply = reply
+        self._rules = rules
+        self._schedule = schedule
+        self._publish = publish
+        self._metrics = metrics
+        self._real = real
+        self._timer: Timer | None = None
+        """Either the proof of a long speech (while the user speaks) or the timeout (while silent)."""
+        self._paused = False
+        self._background = background
+        self._resuming: asyncio.Task[None] | None = None
+        self._pause()
+
+    def speech_paused(self) -> None:
+        """Silent for a moment: the speech was too short to prove itself; the timeout runs."""
+        self._arm(self._rules.timeout_s, self._timed_out)
+
+    def speech_resumed(self) -> None:
+        """Speaking again (after a pause, or after the timeout resumed the reply): pause it again."""
+        self._pause()
+
+    def finished(self, turn: CompletedTurn) -> bool:
+        """Turn-taking finished the user turn: True when it is a real one (the conversation then
+        interrupts the reply and answers it); else the reply resumes, and the turn is dropped."""
+        self._disarm()
+        if (turn.speech_end - turn.speech_start).total_seconds() >= self._rules.min_speech_s:
+            return True
+        self._resume()
+        return False
+
+    def cancel(self) -> None:
+        """The conversation closes, or the speech proved real: no timer left behind."""
+        self._disarm()
+
+    def _pause(self) -> None:
+        if not self._paused and not self._reply.done.done():
+            if self._resuming is not None and not self._resuming.done():
+                self._resuming.cancel()  # not replayed yet: the reply stays as the last pause left it
+            else:
+                self._reply.pause()
+            self._paused = True
+            self._publish(ReplyPaused(turn=self._reply.turn))
+        self._arm(self._rules.proven_after_s, self._proven)
+
+    def _resume(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        if self._reply.done.done():  # cut meanwhile (its deadline, a failure): nothing to resume
+            return
+        self._metrics.false_interruptions.inc()
+        self._resuming = asyncio.create_task(self._reply.resume(), name=f"resume-{self._reply.turn}")
+        self._background.add(self._resuming)
+        self._resuming.add_done_callback(self._background.discard)
+        self._publish(ReplyResumed(turn=self._reply.turn))
+
+    def _proven(self) -> None:
+        self._timer = None
+        self._real()
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._resume()
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        self._disarm()
+        self._timer = self._schedule(delay, callback)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
