@@ -86,6 +86,9 @@ class _Ends:
     def speech_paused(self, audio: Samples) -> None:
         pass
 
+    def speech_silent(self) -> None:
+        pass
+
     def speech_resumed(self) -> None:
         pass
 

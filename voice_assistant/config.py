@@ -238,7 +238,7 @@ class TurnSettings(SettingsGroup):
     min_interruption_ms: int = Field(
         default=500,
         ge=0,
-        description="Speech over a spoken reply pauses it; this long, it interrupts it (shorter: resumes).",
+        description="Speech over a spoken reply pauses it; this long, it cuts it (0: cuts at once).",
     )
     false_interruption_timeout_s: float = Field(
         default=1.5,

@@ -25,6 +25,7 @@ from tests.fakes import (
     settle,
 )
 from voice_assistant.audio.pcm import Samples
+from voice_assistant.config import TurnSettings
 from voice_assistant.history.store import HistoryStore, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioPart, Message
@@ -680,7 +681,7 @@ async def test_a_backchannel_pauses_the_reply_at_once_then_it_resumes_and_nothin
     assert sink.clears == 1  # the voice stopped in the same step as the speech was reported
     assert kinds(log)[-1] == ("reply_paused", 0) and len(log.of("turn_started")) == 1
     timers.advance(0.3)
-    conversation.speech_paused(np.zeros(8000, np.float32))
+    conversation.speech_silent()
     timers.advance(0.2)
     conversation.turn_finished(turn(0.35))
     await settle()
@@ -740,11 +741,11 @@ async def test_short_bursts_that_make_a_long_turn_interrupt_when_the_turn_finish
     conversation, log, sink, timers, _ = await speaking(inline_store, [THREE, ["ok"]])
     conversation.speech_started()
     timers.advance(0.4)
-    conversation.speech_paused(np.zeros(8000, np.float32))  # "so..."
+    conversation.speech_silent()  # "so..."
     timers.advance(0.3)
     conversation.speech_resumed()  # "...what about"
     timers.advance(0.4)
-    conversation.speech_paused(np.zeros(8000, np.float32))
+    conversation.speech_silent()
     assert len(log.of("turn_started")) == 1 and len(log.of("reply_paused")) == 1
     conversation.turn_finished(turn(1.1))  # one turn of 1.1 s from its first word to its last
     await played_out(log, sink, 1)
@@ -763,7 +764,7 @@ async def test_silence_without_a_turn_resumes_the_reply_and_speech_after_it_paus
     conversation, log, sink, timers, metrics = await speaking(inline_store, [THREE])
     conversation.speech_started()  # a cough
     timers.advance(0.2)
-    conversation.speech_paused(np.zeros(8000, np.float32))
+    conversation.speech_silent()
     timers.advance(1.49)
     assert log.of("reply_resumed") == []
     timers.advance(0.01)  # no turn finished: turn-taking is still judging, the reply goes on
@@ -774,7 +775,7 @@ async def test_silence_without_a_turn_resumes_the_reply_and_speech_after_it_paus
     conversation.speech_resumed()  # the same user turn goes on: paused again
     assert kinds(log)[-1] == ("reply_paused", 0) and sink.clears == 2
     timers.advance(0.1)
-    conversation.speech_paused(np.zeros(8000, np.float32))
+    conversation.speech_silent()
     conversation.turn_finished(turn(0.45))  # still too short to be a turn
     await settle()
     assert sink.labels[5:] == ["turn-0.1", "turn-0.2"]
@@ -792,7 +793,7 @@ async def test_a_backchannel_whose_reply_has_played_out_meanwhile_is_still_no_tu
 ) -> None:
     conversation, log, sink, timers, _ = await speaking(inline_store, [THREE, ["ok"]])
     conversation.speech_started()
-    conversation.speech_paused(np.zeros(8000, np.float32))
+    conversation.speech_silent()
     timers.advance(1.5)  # resumed, and it plays to its end before turn-taking decides
     await settle()
     sink.finish()
@@ -816,7 +817,7 @@ async def test_a_real_turn_whose_reply_has_played_out_meanwhile_is_answered(
 ) -> None:
     conversation, log, sink, timers, _ = await speaking(inline_store, [THREE, ["ok"]])
     conversation.speech_started()
-    conversation.speech_paused(np.zeros(8000, np.float32))
+    conversation.speech_silent()
     timers.advance(1.5)
     await settle()
     sink.finish()
@@ -860,3 +861,10 @@ async def test_a_client_that_goes_while_the_reply_is_paused_leaves_it_stored_and
 
     assert timers.pending == [] and asyncio.all_tasks() - before == set()
     assert await stored(inline_store, conversation) == [(0, True, "First one.")]
+
+
+def test_the_settings_say_when_speech_has_lasted_long_enough_to_interrupt() -> None:
+    rules = Interruptions.from_settings(TurnSettings(min_speech_ms=96, pause_ms=200))
+    # Reported 96 ms into the speech, silence reported 200 ms into it: 0.5 s of speech is sure at 0.604 s.
+    assert rules == Interruptions(min_speech_s=0.5, timeout_s=1.5, proven_after_s=pytest.approx(0.604))
+    assert Interruptions.from_settings(TurnSettings(min_interruption_ms=0)) is None  # plain barge-in

@@ -46,6 +46,9 @@ class Listener:
     def speech_paused(self, audio: Samples) -> None:
         self.events.append(f"paused:{len(audio) // FRAME_SAMPLES}")
 
+    def speech_silent(self) -> None:
+        pass
+
     def speech_resumed(self) -> None:
         self.events.append("resumed")
 
@@ -209,3 +212,21 @@ def test_the_policy_waits_longer_for_doubt_and_never_past_the_cap() -> None:
     assert policy.wait_s(0.5) == pytest.approx(0.6)  # halfway
     assert policy.wait_s(0.1) == policy.wait_s(None) == pytest.approx(0.8)  # doubt, held to the cap
     assert [policy.next_judgement(s) for s in (0.0, 0.06, 0.5)] == [0.06, 0.2, None]  # 1 s: past the cap
+
+
+async def test_every_pause_is_told_as_silence_whatever_the_verdict() -> None:
+    """What lets speech over a spoken reply prove short (session/interruption.py) even when the model
+    doubts the turn is over, so that no speculation starts there."""
+
+    class Silences(Listener):
+        def speech_silent(self) -> None:
+            self.events.append("silent")
+
+    timeline = Timeline([(0, 10), (16, 24)], Verdict(0.1), listener=Silences())
+    await timeline.play(13)
+    assert timeline.listener.events == ["started", "silent"]  # at the pause, before any verdict
+    await timeline.worker.finish_next()
+    await timeline.play(6)
+    assert timeline.listener.events == ["started", "silent", "resumed"]
+    await timeline.play(12)
+    assert timeline.listener.events[:4] == ["started", "silent", "resumed", "silent"]

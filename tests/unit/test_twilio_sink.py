@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.fakes import settle
+from tests.fakes import FakeSynthesizer, settle
+from voice_assistant.session.speech import Voice
 from voice_assistant.transport.phone import TwilioSink
 
 pytestmark = pytest.mark.unit
@@ -44,3 +45,28 @@ async def test_clearing_drops_what_is_queued_and_tells_twilio_only_while_somethi
     assert sent(sink) == ["clear"]
     await settle()
     assert waiting.done()  # a cleared piece no longer keeps anyone waiting
+
+
+async def test_a_paused_reply_is_cleared_at_twilio_at_once_and_sent_again_on_resume() -> None:
+    """Media goes out as fast as it is made, so Twilio holds the whole sentence: only `clear` stops it
+    within the 100 ms a false interruption allows; the resume sends the held sentence again."""
+    sink = TwilioSink("MZ1")
+    utterance = Voice(FakeSynthesizer(seconds_per_char=0.01), sink, report=lambda _: None).utterance("turn-0")
+    utterance.feed("First one. Second one.")
+    utterance.end()
+    await utterance.queued()
+    assert sent(sink).count("mark") == 2
+    sink.mark_played("turn-0.0")
+
+    utterance.pause()
+    assert sent(sink) == ["clear"]
+    sink.mark_played("turn-0.1")  # Twilio echoes the marks a clear dropped: no piece is playing
+    await utterance.resume()
+    again = sent(sink)
+    assert again[-1] == "mark" and set(again[:-1]) == {"media"}  # "Second one." once more, whole
+    finished = asyncio.ensure_future(utterance.finished())
+    await settle()
+    assert not finished.done()  # the stale echo did not count as the replayed sentence's playout
+    sink.mark_played("turn-0.1")
+    await settle()
+    assert finished.done() and utterance.heard == "First one. Second one."

@@ -152,11 +152,14 @@ class Conversation:
 
     def speech_paused(self, audio: Samples) -> None:
         if self._overlap is not None:
-            self._overlap.speech_paused()
-            return
+            return  # the reply it speaks over is still in progress: nothing to speculate on yet
         if self._speculative and not self._closing and not self._busy and self._queue.empty():
             self._discard_speculation()
             self._speculation = Speculation(self._model, lambda: self._window_for(audio))
+
+    def speech_silent(self) -> None:
+        if self._overlap is not None:
+            self._overlap.speech_silent()
 
     def speech_resumed(self) -> None:
         if self._overlap is not None:

@@ -11,9 +11,11 @@ takes back what it had not played) and the user turn is not announced yet. Then 
   `timeout_s` without that happening: a false interruption, and the reply resumes where it stopped
   (the sentence that was cut plays again from its start).
 
-Turn-taking reports a speech start `min_speech_ms` into the speech and a pause `pause_ms` into the
-silence, so speech that is still not paused `proven_after_s` after its reported start has lasted
-`min_speech_s` for sure: that is when a long turn proves real, without waiting for it to finish.
+Turn-taking reports a speech start `min_speech_ms` into the speech and every silence (`speech_silent`)
+`pause_ms` into it, so speech not silent `proven_after_s` after its reported start has lasted
+`min_speech_s` for sure: that is when a long turn proves real, without waiting for it to finish (and the
+timeout counts from that silence: whether the end-of-turn model then doubts or not, the reply is not
+held for longer than its cap).
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ class Interruptions:
     """From the reported start of speech with no pause reported since: it has lasted `min_speech_s`."""
 
     @classmethod
-    def from_settings(cls, turns: TurnSettings) -> Interruptions:
+    def from_settings(cls, turns: TurnSettings) -> Interruptions | None:
+        """None for `min_interruption_ms` 0: any speech over a reply interrupts it at once."""
+        if turns.min_interruption_ms == 0:
+            return None
         min_speech_s = turns.min_interruption_ms / 1000
         return cls(
             min_speech_s=min_speech_s,
@@ -81,7 +86,7 @@ class Overlap:
         self._resuming: asyncio.Task[None] | None = None
         self._pause()
 
-    def speech_paused(self) -> None:
+    def speech_silent(self) -> None:
         """Silent for a moment: the speech was too short to prove itself; the timeout runs."""
         self._arm(self._rules.timeout_s, self._timed_out)
 

@@ -41,6 +41,12 @@ class TwilioSink:
 
     Twilio plays what it is sent in order and echoes each mark once the audio before it has played,
     so the marks still out say whether anything is playing; `clear` is sent only then.
+
+    Media is sent as soon as it is synthesized, ahead of playout (Twilio holds whole sentences), so
+    holding back media could not stop a reply that speech over it pauses: the pause clears too, within
+    a round trip, and a resume sends the held sentences again. The marks that a clear makes Twilio echo
+    reach us long before a resume sends those labels again (a resume waits for the speech to end), so
+    they find nothing to finish.
     """
 
     def __init__(self, stream_sid: str) -> None:

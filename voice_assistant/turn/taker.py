@@ -70,6 +70,11 @@ class TurnListener(Protocol):
         """The user is silent for a moment: `audio` is the turn so far."""
         ...
 
+    def speech_silent(self) -> None:
+        """The user fell silent (`VA_PAUSE_MS`) in the turn, at every pause, whatever the end-of-turn
+        model makes of it: speech that paused a spoken reply was that long (session/interruption.py)."""
+        ...
+
     def speech_resumed(self) -> None: ...
 
     def turn_finished(self, turn: CompletedTurn) -> None: ...
@@ -129,6 +134,7 @@ class TurnTaker:
                 self._listener.speech_started()
             case TurnPaused(samples=so_far, pause_sample=silence_from):
                 self._new_pause(silence_from)
+                self._listener.speech_silent()
                 if self._end_of_turn is None:
                     self._listener.speech_paused(so_far)
                 else:
