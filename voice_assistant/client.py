@@ -30,7 +30,17 @@ from av import AudioFrame
 from voice_assistant.client_microphone import MicrophoneTrack
 
 CONTRACT_EVENTS = frozenset(
-    {"turn_started", "turn_ended", "reply_delta", "reply_done", "transcript", "error", "reconnect"}
+    {
+        "turn_started",
+        "turn_ended",
+        "reply_delta",
+        "reply_paused",
+        "reply_resumed",
+        "reply_done",
+        "transcript",
+        "error",
+        "reconnect",
+    }
 )
 """The events of the client contract (fastrtc's own messages share the data channel)."""
 

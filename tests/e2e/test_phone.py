@@ -104,7 +104,7 @@ async def test_speech_over_a_reply_clears_it_and_the_turn_is_stored_interrupted(
     end = await call.play(Utterance(("Tell me a long story.",)).audio())
     async with asyncio.timeout(20):
         await call.wait(lambda: call.reply_audio(after=end))
-    barge_in = call.play(Utterance(("Stop.",)).audio())  # while the reply plays
+    barge_in = call.play(Utterance(("Stop, stop, wait a moment.",)).audio())  # a turn, while the reply plays
     call.play(silence(3.0))
     async with asyncio.timeout(20):
         await call.wait(lambda: call.of("clear"))

@@ -39,7 +39,8 @@ async def test_the_reply_is_heard_and_new_speech_silences_it(server: ServerProce
     assert first_audio < 3.0
 
     await asyncio.sleep(0.5)  # the reply is playing
-    client.microphone.play(Utterance(("Stop.",)).audio())
+    # Long enough to be a turn: a short word only pauses the reply (tests/e2e/test_false_interruptions.py).
+    client.microphone.play(Utterance(("Stop, stop, wait a moment.",)).audio())
     client.microphone.play(np.zeros(RATE * 2, np.float32))
     async with asyncio.timeout(10):
         await client.wait_for("turn_started", 2)

@@ -865,6 +865,7 @@ async def test_a_client_that_goes_while_the_reply_is_paused_leaves_it_stored_and
 
 def test_the_settings_say_when_speech_has_lasted_long_enough_to_interrupt() -> None:
     rules = Interruptions.from_settings(TurnSettings(min_speech_ms=96, pause_ms=200))
-    # Reported 96 ms into the speech, silence reported 200 ms into it: 0.5 s of speech is sure at 0.604 s.
-    assert rules == Interruptions(min_speech_s=0.5, timeout_s=1.5, proven_after_s=pytest.approx(0.604))
+    # Reported 96 ms into the speech, silence reported 200 ms into it: 0.5 s of speech is sure at 0.604 s,
+    # and the reports may come late.
+    assert rules == Interruptions(min_speech_s=0.5, timeout_s=1.5, proven_after_s=pytest.approx(0.754))
     assert Interruptions.from_settings(TurnSettings(min_interruption_ms=0)) is None  # plain barge-in

@@ -13,9 +13,11 @@ takes back what it had not played) and the user turn is not announced yet. Then 
 
 Turn-taking reports a speech start `min_speech_ms` into the speech and every silence (`speech_silent`)
 `pause_ms` into it, so speech not silent `proven_after_s` after its reported start has lasted
-`min_speech_s` for sure: that is when a long turn proves real, without waiting for it to finish (and the
-timeout counts from that silence: whether the end-of-turn model then doubts or not, the reply is not
-held for longer than its cap).
+`min_speech_s` for sure: that is when a long turn proves real, without waiting for it to finish. That
+timer runs on the wall clock while the reports come as the audio is scored, which a busy event loop
+(or a VAD batch) delays: `LAG_S` more keeps a late report of a short word's silence from proving it
+real (a turn only a little longer than `min_speech_s` then proves real when it finishes). The timeout
+counts from the silence, whether the end-of-turn model then doubts or not.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ from voice_assistant.metrics import Metrics
 from voice_assistant.session.reply import Reply
 from voice_assistant.turn.batcher import Schedule, Timer
 from voice_assistant.turn.taker import CompletedTurn
+
+LAG_S = 0.15
+"""How much later than the audio the turn-taking reports may come, in the worst case we allow for: on
+a shared 2-core machine generating a reply, a word of 0.42 s of speech had its silence reported more
+than 0.05 s past the exact bound."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +54,11 @@ class Interruptions:
         if turns.min_interruption_ms == 0:
             return None
         min_speech_s = turns.min_interruption_ms / 1000
+        exact_s = min_speech_s - turns.min_speech_ms / 1000 + turns.pause_ms / 1000
         return cls(
             min_speech_s=min_speech_s,
             timeout_s=turns.false_interruption_timeout_s,
-            proven_after_s=max(min_speech_s - turns.min_speech_ms / 1000 + turns.pause_ms / 1000, 0.0),
+            proven_after_s=max(exact_s, 0.0) + LAG_S,
         )
 
 
