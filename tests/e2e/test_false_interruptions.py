@@ -76,10 +76,8 @@ async def test_a_short_word_over_the_reply_pauses_it_then_it_resumes_and_nothing
         done = (await client.wait_for("reply_done", 1))[0].message["data"]
     await client.close()
 
-    went_on = stopped_after(client, paused.at, resumed.at)
-    print(
-        f"\nbackchannel: audio {went_on * 1000:.0f} ms past reply_paused; back {resumed.at - paused.at:.2f} s on"
-    )
+    went_on, back = stopped_after(client, paused.at, resumed.at), resumed.at - paused.at
+    print(f"\nbackchannel: audio {went_on * 1000:.0f} ms past reply_paused; back {back:.2f} s later")
     assert went_on <= STOPS_WITHIN_S
     assert done["interrupted"] is False and len(client.events("turn_started")) == 1
     [turn] = await stored_turns(server, client)  # the word is no turn of the conversation
