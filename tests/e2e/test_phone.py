@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import websockets
 
+from benchmarks.human_speech import MissingSpeech, asterisk_prompt
 from benchmarks.phone_client import TwilioCall, twiml_stream
 from benchmarks.server import ServerProcess
 from benchmarks.speech import RATE, Utterance
@@ -217,3 +218,36 @@ async def test_a_plain_websocket_client_that_says_nothing_is_closed(server: Serv
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_a_short_word_over_a_reply_clears_it_then_it_is_sent_again_and_nothing_is_interrupted(
+    server: ServerProcess,
+) -> None:
+    try:
+        # "six", a real voice: 0.42-0.45 s of speech as Silero hears it after other speech (see
+        # tests/e2e/test_false_interruptions.py for why not "eight" or "at").
+        word = asterisk_prompt("digits/6")
+    except MissingSpeech as exc:
+        pytest.skip(str(exc))
+    call = TwilioCall(server.url, caller="+15550003333", auth_token=AUTH_TOKEN)
+    await call.dial()
+    call.play(silence(2.5))  # after the greeting
+    end = await call.play(Utterance(("Tell me a long story.",)).audio())
+    async with asyncio.timeout(20):
+        await call.wait(lambda: call.reply_audio(after=end))
+    await asyncio.sleep(1.0)
+    call.play(word)  # while the reply plays: Twilio holds all of it by now
+    call.play(silence(3.0))
+    async with asyncio.timeout(20):
+        await call.wait(lambda: call.of("clear"))
+        cleared = call.of("clear")[0].at
+        await call.wait(lambda: call.reply_audio(after=cleared))  # the held sentences, sent again
+        await call.wait(lambda: [h for h in call.of("mark") if h.at >= cleared])
+    replayed = [h for h in call.of("media") if h.at >= cleared]
+    await asyncio.sleep(len(replayed) * 0.02 + 1.0)  # they play (and their marks come back)
+    mine = (await sessions(server))[0]
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        turns = (await http.get(f"/api/sessions/{mine['session_id']}")).json()["turns"]
+    await call.hang_up()
+    assert [turn["interrupted"] for turn in turns] == [False]  # the word is no turn; the reply played out
+    assert str(turns[0]["heard_text"]).split() == str(turns[0]["reply_text"]).split()
