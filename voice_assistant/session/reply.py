@@ -72,6 +72,7 @@ class Reply:
 
     @property
     def spoken(self) -> bool:
+        """It has a voice: speech over it pauses it first (session/interruption.py)."""
         return self._utterance is not None
 
     @property
