@@ -735,19 +735,20 @@ async def test_speech_that_lasts_interrupts_the_paused_reply_and_stores_what_was
     assert false_interruptions(metrics) == 0
 
 
-async def test_short_bursts_that_make_a_long_turn_interrupt_when_the_turn_finishes(
+async def test_speech_that_goes_on_after_a_short_silence_counts_the_silence_in(
     inline_store: HistoryStore,
 ) -> None:
     conversation, log, sink, timers, _ = await speaking(inline_store, [THREE, ["ok"]])
     conversation.speech_started()
     timers.advance(0.4)
     conversation.speech_silent()  # "so..."
-    timers.advance(0.3)
-    conversation.speech_resumed()  # "...what about"
+    timers.advance(0.3)  # 0.6 s since it started, but silent: not proven yet
+    assert len(log.of("turn_started")) == 1 and kinds(log)[-1] == ("reply_paused", 0)
+    conversation.speech_resumed()  # "...what about": a turn, as its span will say
+    assert kinds(log)[-1] == ("turn_started", 1)
     timers.advance(0.4)
     conversation.speech_silent()
-    assert len(log.of("turn_started")) == 1 and len(log.of("reply_paused")) == 1
-    conversation.turn_finished(turn(1.1))  # one turn of 1.1 s from its first word to its last
+    conversation.turn_finished(turn(1.1))
     await played_out(log, sink, 1)
     await conversation.close()
 
@@ -756,6 +757,30 @@ async def test_short_bursts_that_make_a_long_turn_interrupt_when_the_turn_finish
         (1, False),
     ]
     assert log.of("reply_resumed") == [] and timers.pending == []
+
+
+async def test_short_bursts_that_make_a_long_turn_interrupt_when_the_turn_finishes(
+    inline_store: HistoryStore,
+) -> None:
+    conversation, log, sink, timers, _ = await speaking(inline_store, [THREE, ["ok"]])
+    conversation.speech_started()
+    timers.advance(0.2)
+    conversation.speech_silent()  # "yes,"
+    timers.advance(0.1)
+    conversation.speech_resumed()  # "yes"
+    timers.advance(0.2)
+    conversation.speech_silent()
+    timers.advance(0.5)  # proven long while silent: it takes more speech, or the turn's span, to tell
+    assert len(log.of("turn_started")) == 1 and log.of("reply_resumed") == []
+    conversation.turn_finished(turn(0.5))
+    await played_out(log, sink, 1)
+    await conversation.close()
+
+    assert [(i, interrupted) for i, interrupted, _ in await stored(inline_store, conversation)] == [
+        (0, True),
+        (1, False),
+    ]
+    assert timers.pending == []
 
 
 async def test_silence_without_a_turn_resumes_the_reply_and_speech_after_it_pauses_it_again(
@@ -864,8 +889,13 @@ async def test_a_client_that_goes_while_the_reply_is_paused_leaves_it_stored_and
 
 
 def test_the_settings_say_when_speech_has_lasted_long_enough_to_interrupt() -> None:
-    rules = Interruptions.from_settings(TurnSettings(min_speech_ms=96, pause_ms=200))
-    # Reported 96 ms into the speech, silence reported 200 ms into it: 0.5 s of speech is sure at 0.604 s,
-    # and the reports may come late.
-    assert rules == Interruptions(min_speech_s=0.5, timeout_s=1.5, proven_after_s=pytest.approx(0.754))
+    # Speech is reported 3 frames (96 ms) into it, silence 7 frames (224 ms) into it with the silence
+    # rule: 0.5 s of speech is sure 0.628 s after its report, and the reports may come 0.15 s late.
+    rules = Interruptions.from_settings(TurnSettings(end_of_turn="silence", min_speech_ms=96, pause_ms=200))
+    assert rules == Interruptions(min_speech_s=0.5, timeout_s=1.5, proven_after_s=pytest.approx(0.778))
+    # With Smart Turn, silence is reported where it is first asked: 64 ms.
+    rules = Interruptions.from_settings(
+        TurnSettings(end_of_turn="smart-turn", end_of_turn_judge_ms=[64, 200])
+    )
+    assert rules is not None and rules.proven_after_s == pytest.approx(0.5 - 0.032 + 0.15)
     assert Interruptions.from_settings(TurnSettings(min_interruption_ms=0)) is None  # plain barge-in
