@@ -21,9 +21,13 @@ LOUD = 0.01
 STOPS_WITHIN_S = 0.1
 
 
-@pytest.fixture(scope="module")
-def server(servers: Servers) -> ServerProcess:
-    return servers.start("false-interruptions", {"VA_WEBRTC_SPEECH": "true", "VA_MAX_NEW_TOKENS": "120"})
+@pytest.fixture(scope="module", params=["smart-turn", "silence"])
+def server(servers: Servers, request: pytest.FixtureRequest) -> ServerProcess:
+    """Under either end of turn: they report the silence in the speech at different points."""
+    return servers.start(
+        f"false-interruptions-{request.param}",
+        {"VA_WEBRTC_SPEECH": "true", "VA_MAX_NEW_TOKENS": "120", "VA_END_OF_TURN": request.param},
+    )
 
 
 def human(name: str) -> np.ndarray:
@@ -40,7 +44,7 @@ def loud(client: VoiceClient, after: float, before: float = float("inf")) -> lis
 async def reply_playing(server: ServerProcess) -> VoiceClient:
     client = VoiceClient(server.url)
     await client.connect()
-    end = await client.microphone.play(Utterance(("Tell me a story,", "please.")).audio())
+    end = await client.microphone.play(Utterance(("Tell me a story please.",)).audio())  # one turn
     client.microphone.play(np.zeros(RATE, np.float32))
     async with asyncio.timeout(30):
         await client.until(lambda: loud(client, end))
