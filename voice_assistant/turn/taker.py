@@ -71,8 +71,9 @@ class TurnListener(Protocol):
         ...
 
     def speech_silent(self) -> None:
-        """The user fell silent (`VA_PAUSE_MS`) in the turn, at every pause, whatever the end-of-turn
-        model makes of it: speech that paused a spoken reply was that long (session/interruption.py)."""
+        """The user fell silent in the turn, at every pause (where Smart Turn is first asked, or
+        `VA_PAUSE_MS`), whatever the end-of-turn model makes of it: speech that paused a spoken reply
+        was that long (session/interruption.py)."""
         ...
 
     def speech_resumed(self) -> None: ...
