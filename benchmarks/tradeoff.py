@@ -143,8 +143,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--set", choices=("human", "synthetic"), default="human")
     parser.add_argument("--split", choices=("tune", "held-out", "all"), default="all")
     parser.add_argument("--quick", action="store_true", help="a few recordings")
-    parser.add_argument("--output", type=Path, default=RESULTS / "tradeoff.json")
+    parser.add_argument("--output", type=Path, help="default: benchmarks/results/tradeoff-SET.json")
     args = parser.parse_args(argv)
+    output = args.output or RESULTS / f"tradeoff-{args.set}.json"
     began = time.monotonic()
     folder, recordings = SETS[args.set](CACHE, quick=args.quick)
     if args.split != "all":
@@ -160,10 +161,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     header = ("system", "budget", "setting", "p50 s", "p95 s", "cut-offs")
     print(format_table(header, budget_rows(points)))
     elapsed = time.monotonic() - began
-    print(f"\n{elapsed:.0f} s in all; written {args.output}")
+    print(f"\n{elapsed:.0f} s in all; written {output}")
     head = {"benchmark": "tradeoff", "date": now(), "machine": machine(), "quick": args.quick}
     write_json(
-        args.output,
+        output,
         {
             **head,
             "set": args.set,
