@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -65,20 +64,20 @@ class MemoSmartTurn:
     def __init__(self, model: SmartTurn) -> None:
         self._model = model
         self._seen: dict[bytes, float] = {}
-        self.calls = 0
 
     def complete_probability(self, audio: Samples) -> float:
         key = fingerprint(audio)
         if key not in self._seen:
-            self.calls += 1
             self._seen[key] = self._model.complete_probability(audio)
         return self._seen[key]
 
 
-@dataclass
 class _Ends:
-    at: list[float] = field(default_factory=list)
-    segmenter: TurnSegmenter | None = None
+    """A `TurnListener` that keeps when each turn was judged over, on the audio's clock."""
+
+    def __init__(self, segmenter: TurnSegmenter) -> None:
+        self._segmenter = segmenter
+        self.at: list[float] = []
 
     def speech_started(self) -> None:
         pass
@@ -93,8 +92,7 @@ class _Ends:
         pass
 
     def turn_finished(self, turn: CompletedTurn) -> None:
-        assert self.segmenter is not None
-        self.at.append(self.segmenter.samples_scored / MODEL_RATE)
+        self.at.append(self._segmenter.samples_scored / MODEL_RATE)
 
 
 async def _at_once(fn: Callable[[Samples], float], audio: Samples) -> float:
@@ -123,9 +121,8 @@ class Ours:
         return asyncio.run(self._run(audio, settings))
 
     async def _run(self, audio: np.ndarray, settings: TurnSettings) -> list[float]:
-        ends = _Ends()
-        segmenter = TurnSegmenter.from_settings(self._vad(audio), settings)  # type: ignore[arg-type]
-        ends.segmenter = segmenter
+        segmenter = TurnSegmenter.from_settings(self._vad(audio), settings)
+        ends = _Ends(segmenter)
         model = self._smart_turn if settings.end_of_turn == "smart-turn" else None
         taker = TurnTaker(
             segmenter,
