@@ -229,7 +229,7 @@ async def test_a_short_word_over_a_reply_clears_it_then_it_is_sent_again_and_not
         word = asterisk_prompt("digits/6")
     except MissingSpeech as exc:
         pytest.skip(str(exc))
-    call = TwilioCall(server.url, caller="+15550003333", auth_token=AUTH_TOKEN)
+    call = TwilioCall(server.url, caller="+15550006666", auth_token=AUTH_TOKEN)
     await call.dial()
     call.play(silence(2.5))  # after the greeting
     end = await call.play(Utterance(("Tell me a long story.",)).audio())
@@ -245,7 +245,7 @@ async def test_a_short_word_over_a_reply_clears_it_then_it_is_sent_again_and_not
         await call.wait(lambda: [h for h in call.of("mark") if h.at >= cleared])
     replayed = [h for h in call.of("media") if h.at >= cleared]
     await asyncio.sleep(len(replayed) * 0.02 + 1.0)  # they play (and their marks come back)
-    mine = (await sessions(server))[0]
+    mine = (await sessions(server))[0]  # a caller no other test uses: its session is the newest
     async with httpx.AsyncClient(base_url=server.url) as http:
         turns = (await http.get(f"/api/sessions/{mine['session_id']}")).json()["turns"]
     await call.hang_up()
