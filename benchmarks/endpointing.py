@@ -46,7 +46,7 @@ import numpy as np
 
 from benchmarks.dataset import Recording, load_dataset, read_audio, voice_kind
 from benchmarks.human_set import load_human_set
-from benchmarks.inprocess import PipecatDefault
+from benchmarks.inprocess import Detect, PipecatDefault
 from benchmarks.report import RESULTS, format_table, machine, now, seconds, write_json
 from benchmarks.scoring import Summary, TurnScore, reply_delays, score_turns, summarize
 from benchmarks.server import ServerProcess, keep_webrtc_on_loopback
@@ -262,9 +262,7 @@ CONDITIONS: dict[str, tuple[tuple[str, Condition], ...]] = {
 """The tables after each set's main one: a row per system and value of the condition."""
 
 
-def play_in_process(
-    played: Played, detectors: dict[str, Callable[[np.ndarray], list[float]]]
-) -> dict[tuple[str, str], Run]:
+def play_in_process(played: Played, detectors: dict[str, Detect]) -> dict[tuple[str, str], Run]:
     """Each in-process system's detections on each recording (no server: no CPU figure, no replies)."""
     runs = {}
     for folder, recording in played:

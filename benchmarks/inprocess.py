@@ -37,6 +37,8 @@ from voice_assistant.turn.vad import FRAME_SAMPLES, SileroModel
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """The audio's first sample, for the arrival times that stamp a turn (which nothing here reads)."""
+Detect = Callable[[np.ndarray], list[float]]
+"""A system run in process: a recording's 16 kHz audio -> when each turn was judged over (seconds)."""
 PIPECAT_CHUNK = 320
 """20 ms: the audio frames a Pipecat transport hands its VAD."""
 
@@ -173,7 +175,7 @@ class PipecatDefault:
         """`stop_secs`: the VAD's silence before Smart Turn is asked (0.2 as shipped)."""
         return asyncio.run(self._run(audio, stop_secs))
 
-    def with_stop_secs(self, stop_secs: float) -> Callable[[np.ndarray], list[float]]:
+    def with_stop_secs(self, stop_secs: float) -> Detect:
         return lambda audio: self.detections(audio, stop_secs)
 
     async def _run(self, audio: np.ndarray, stop_secs: float) -> list[float]:

@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.dataset import Recording, read_audio
 from benchmarks.endpointing import CACHE, SETS
-from benchmarks.inprocess import Ours, PipecatDefault, smart_turn
+from benchmarks.inprocess import Detect, Ours, PipecatDefault, smart_turn
 from benchmarks.report import RESULTS, format_table, machine, now, seconds, write_json
 from benchmarks.scoring import Summary, score_turns, summarize
 from voice_assistant.config import TurnSettings
@@ -52,9 +50,6 @@ class Point:
     @property
     def cut_off_rate(self) -> float:
         return self.summary.false_splits / max(self.summary.turns, 1)
-
-
-Detect = Callable[[np.ndarray], list[float]]
 
 
 def sweep(
