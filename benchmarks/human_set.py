@@ -47,7 +47,7 @@ from benchmarks.dataset import (
 )
 from benchmarks.human_speech import asterisk_prompt, asterisk_transcripts, phone_conversation
 from benchmarks.speech import RATE
-from voice_assistant.audio.mulaw import TELEPHONE_RATE, decode_mulaw, encode_mulaw
+from voice_assistant.audio.g711 import TELEPHONE_RATE, decode_g711, encode_g711
 
 SEVERAL, INSERTED, ONE, SHORT = "several sentences", "inserted pause", "one sentence", "short"
 PHONE, PHONE_8K = "phone", "phone 8k mu-law"
@@ -277,7 +277,7 @@ def telephone(audio: np.ndarray) -> np.ndarray:
     fall = np.clip((3400 + edge - freqs) / edge, 0, 1)
     gain = np.sin(np.pi / 2 * np.minimum(rise, fall)) ** 2
     band = np.fft.irfft(np.fft.rfft(padded) * gain, len(padded)).astype(np.float32)
-    line = decode_mulaw(encode_mulaw(soxr.resample(band, RATE, TELEPHONE_RATE)))
+    line = decode_g711(encode_g711(soxr.resample(band, RATE, TELEPHONE_RATE)))
     return np.asarray(soxr.resample(line, TELEPHONE_RATE, RATE), dtype=np.float32)
 
 

@@ -25,11 +25,11 @@ import numpy as np
 import websockets
 from twilio.request_validator import RequestValidator
 
-from voice_assistant.audio.mulaw import TELEPHONE_RATE, decode_mulaw, encode_mulaw
+from voice_assistant.audio.g711 import TELEPHONE_RATE, decode_g711, encode_g711
 from voice_assistant.audio.resample import resample
 
 FRAME = TELEPHONE_RATE // 50
-SILENCE = encode_mulaw(np.zeros(FRAME, np.float32))
+SILENCE = encode_g711(np.zeros(FRAME, np.float32))
 
 
 @dataclass
@@ -117,7 +117,7 @@ class TwilioCall:
 
     def play(self, samples_16k: np.ndarray) -> asyncio.Future[float]:
         """Queue the caller's speech; the future is the wall time its last sample was spoken."""
-        self._queue += encode_mulaw(resample(samples_16k.astype(np.float32), 16_000, TELEPHONE_RATE))
+        self._queue += encode_g711(resample(samples_16k.astype(np.float32), 16_000, TELEPHONE_RATE))
         end: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._ends.append((self._sent + len(self._queue), end))
         return end
@@ -224,4 +224,4 @@ class TwilioCall:
 
 
 def loud(payload: str) -> bool:
-    return float(np.abs(decode_mulaw(base64.b64decode(payload))).max(initial=0.0)) > 0.02
+    return float(np.abs(decode_g711(base64.b64decode(payload))).max(initial=0.0)) > 0.02

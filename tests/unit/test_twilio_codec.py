@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from voice_assistant.audio.mulaw import decode_mulaw, encode_mulaw
+from voice_assistant.audio.g711 import decode_g711, encode_g711
 from voice_assistant.transport import twilio
 
 pytestmark = pytest.mark.unit
@@ -109,8 +109,8 @@ def test_what_we_send_back_has_twilio_s_shapes() -> None:
 def test_mulaw_round_trip_keeps_the_waveform() -> None:
     t = np.arange(800) / 8000
     tone = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
-    encoded = encode_mulaw(tone)
+    encoded = encode_g711(tone)
     assert len(encoded) == 800  # one byte per sample
-    assert np.max(np.abs(decode_mulaw(encoded) - tone)) < 0.02  # mu-law is 8 bits, logarithmic
-    assert encode_mulaw(np.zeros(4, np.float32)) == b"\xff\xff\xff\xff"  # G.711 silence
-    assert len(decode_mulaw(b"")) == 0
+    assert np.max(np.abs(decode_g711(encoded) - tone)) < 0.02  # mu-law is 8 bits, logarithmic
+    assert encode_g711(np.zeros(4, np.float32)) == b"\xff\xff\xff\xff"  # G.711 silence
+    assert len(decode_g711(b"")) == 0

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from voice_assistant.audio.mulaw import TELEPHONE_RATE, decode_mulaw, encode_mulaw
+from voice_assistant.audio.g711 import TELEPHONE_RATE, decode_g711, encode_g711
 from voice_assistant.audio.pcm import Samples
 from voice_assistant.audio.resample import StreamResampler, resample
 from voice_assistant.clock import utc_now
@@ -56,7 +56,7 @@ class TwilioSink:
         """Each piece is followed by a mark, which Twilio echoes once the piece has played."""
 
     async def play(self, samples: Samples, rate: int, label: str) -> None:
-        mulaw = encode_mulaw(resample(samples, rate, TELEPHONE_RATE))
+        mulaw = encode_g711(resample(samples, rate, TELEPHONE_RATE))
         mulaw += MULAW_SILENCE * (-len(mulaw) % FRAME_BYTES)  # whole 20 ms frames only
         for start in range(0, len(mulaw), FRAME_BYTES):
             self.outbox.put_nowait(twilio.media(self.stream_sid, mulaw[start : start + FRAME_BYTES]))
@@ -191,7 +191,7 @@ class PhoneCall:
             message = await self._receive()
             if isinstance(message, twilio.Media):
                 try:
-                    audio = decode_mulaw(message.audio())
+                    audio = decode_g711(message.audio())
                 except twilio.ProtocolError as exc:
                     logger.warning("ignored a media message: %s", exc)
                     continue
