@@ -899,3 +899,64 @@ def test_the_settings_say_when_speech_has_lasted_long_enough_to_interrupt() -> N
     )
     assert rules is not None and rules.proven_after_s == pytest.approx(0.5 - 0.032 + 0.15)
     assert Interruptions.from_settings(TurnSettings(min_interruption_ms=0)) is None  # plain barge-in
+
+
+async def test_a_committed_turn_is_stored_at_once_and_answered_only_when_asked(
+    inline_store: HistoryStore,
+) -> None:
+    lm = FakeAudioLM([["First."], ["Second."]])
+    log = EventLog()
+    conversation = await open_conversation(inline_store, lm, log, speculative=False)
+    conversation.instructions = "Talk like a pirate."
+    conversation.commit(turn(value=0.1), answer=False)
+    await log.wait_for("turn_ended", 1)
+    await settle()
+    assert not log.of("reply_delta") and lm.heard == []  # stored, not answered
+    record = await inline_store.get_session(conversation.session_id)
+    assert [(t.index, t.reply_text) for t in record.turns] == [(0, None)]
+
+    conversation.respond("Answer in one word.")  # this reply's own system prompt
+    await log.wait_for("reply_done", 1)
+    conversation.respond()  # nothing left to answer: an error, and the session goes on
+    await log.wait_for("error", 1)
+    conversation.commit(turn(value=0.2), answer=True)  # answered at once, under the session's prompt
+    await log.wait_for("reply_done", 2)
+    await conversation.close()
+
+    assert [m.text for m in lm.heard[0] if m.role == "system"] == ["Answer in one word."]
+    assert [m.text for m in lm.heard[1] if m.role == "system"] == ["Talk like a pirate."]
+    assert [m.role for m in lm.heard[1]] == ["system", "user", "assistant", "user"]  # it heard turn 0
+    record = await inline_store.get_session(conversation.session_id)
+    assert [(t.index, t.reply_text) for t in record.turns] == [(0, "First."), (1, "Second.")]
+    assert "no turn to respond to" in log.of("error")[0].message  # type: ignore[attr-defined]
+
+
+async def test_without_barge_in_speech_over_a_reply_lets_it_finish(inline_store: HistoryStore) -> None:
+    steps = Steps()
+    lm = FakeAudioLM([["a ", "b ", "c."], ["next."]], pace=steps)
+    log = EventLog()
+    conversation = await open_conversation(inline_store, lm, log, speculative=False)
+    conversation.barge_in = False
+    say(conversation)
+    steps.release(1)
+    await log.wait_for("reply_delta", 1)
+    say(conversation, value=0.2)  # spoken over the reply: it waits for the reply to end
+    steps.release(10)
+    done = await log.wait_for("reply_done", 2)
+    await conversation.close()
+    assert done[0].text == "a b c." and not done[0].interrupted  # type: ignore[attr-defined]
+
+
+async def test_cancel_reply_stops_the_reply_in_progress(inline_store: HistoryStore) -> None:
+    steps = Steps()
+    lm = FakeAudioLM([["a ", "b ", "c."]], pace=steps)
+    log = EventLog()
+    conversation = await open_conversation(inline_store, lm, log, speculative=False)
+    assert conversation.cancel_reply() is False  # nothing to cancel
+    say(conversation)
+    steps.release(1)
+    await log.wait_for("reply_delta", 1)
+    assert conversation.cancel_reply() is True
+    done = await log.wait_for("reply_done", 1)
+    await conversation.close()
+    assert done[0].interrupted and done[0].text == "a "  # type: ignore[attr-defined]

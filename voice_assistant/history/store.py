@@ -148,6 +148,19 @@ class HistoryStore(CallerDirectory, LimitBook):
 
         await self._run(work)
 
+    async def set_heard(self, session_id: str, index: int, heard: str) -> None:
+        """What the user heard of a spoken reply, once the client says where its playback stopped
+        (a Realtime client's `conversation.item.truncate`, which comes after the reply was stored)."""
+
+        def work(s: Session) -> None:
+            s.execute(
+                update(TurnRow)
+                .where(TurnRow.session_id == session_id, TurnRow.index == index)
+                .values(heard_text=heard, interrupted=True)
+            )
+
+        await self._run(work)
+
     async def set_transcript(self, session_id: str, index: int, text: str) -> None:
         def work(s: Session) -> None:
             s.execute(

@@ -11,6 +11,9 @@ user turn is announced, and the reply cut, once the speech proves a turn; a back
 resumes the reply and is no turn at all (no `turn_started`, no index, nothing stored). A store call
 that fails is an `error` event (see store_failures.py) and the session goes on: a turn that could not
 be stored gets no reply, a reply that could not be stored still ends in its `reply_done`.
+
+A client may also take turns itself (the Realtime protocol's manual mode): `commit` a turn it cut, and
+have it answered at once or only when it asks (`respond`), with instructions of its own.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
@@ -51,6 +54,15 @@ class _Pending:
     speculation: Speculation | None
     announced: int
     """The index its `turn_started` gave it (the store gives the index it commits under)."""
+    answer: bool = True
+    """Answer it once stored; else it waits for `respond()`."""
+
+
+@dataclass(frozen=True)
+class _Respond:
+    """The client asked for a reply to the latest turn not answered yet."""
+
+    instructions: str | None
 
 
 class Conversation:
@@ -87,7 +99,7 @@ class Conversation:
         self._voice = voice
         self._speculative = speculative
         self._speech_epoch = 0
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Pending | _Respond | None] = asyncio.Queue()
         self._busy = False
         self._speaking = False
         """A turn has started and not finished yet."""
@@ -103,6 +115,14 @@ class Conversation:
         self._resuming: set[asyncio.Task[None]] = set()
         """Replies resuming after a false interruption (their held speech going back to the sink)."""
         self._closing = False
+        self.auto_reply = True
+        """Answer every finished turn; else a turn waits for `respond()`."""
+        self.barge_in = True
+        """Speech over a reply stops it; else the reply goes on and the new turn waits for it."""
+        self.instructions: str | None = None
+        """The system prompt of this session's replies, instead of the server's."""
+        self._unanswered: tuple[int, CompletedTurn] | None = None
+        """The latest stored turn that waits for `respond()`."""
         self._transcriber = (
             Transcriber(session_id=session_id, store=store, model=model, publish=publish, metrics=metrics)
             if transcripts
@@ -145,7 +165,8 @@ class Conversation:
         self._speech_epoch += 1
         if self._transcriber is not None:
             self._transcriber.pause()
-        self._interrupt()
+        if self.barge_in:
+            self._interrupt()
         self._discard_speculation()
         self._publish(TurnStarted(turn=self._next_index))
         self._next_index += 1
@@ -153,7 +174,13 @@ class Conversation:
     def speech_paused(self, audio: Samples) -> None:
         if self._overlap is not None:
             return  # the reply it speaks over is still in progress: nothing to speculate on yet
-        if self._speculative and not self._closing and not self._busy and self._queue.empty():
+        if (
+            self._speculative
+            and self.auto_reply
+            and not self._closing
+            and not self._busy
+            and self._queue.empty()
+        ):
             self._discard_speculation()
             self._speculation = Speculation(self._model, lambda: self._window_for(audio))
 
@@ -177,7 +204,30 @@ class Conversation:
             self._begin_turn()
         speculation, self._speculation = self._speculation, None
         self._speaking = False
-        self._queue.put_nowait(_Pending(turn, self._speech_epoch, speculation, self._next_index - 1))
+        self._queue.put_nowait(
+            _Pending(turn, self._speech_epoch, speculation, self._next_index - 1, answer=self.auto_reply)
+        )
+
+    # -- from a client that takes turns itself
+
+    def commit(self, turn: CompletedTurn, *, answer: bool) -> None:
+        """A turn the client cut: announced and stored like any other, answered now or on `respond()`.
+        A reply in progress is not stopped: the turn waits for it."""
+        self._publish(TurnStarted(turn=self._next_index))
+        self._next_index += 1
+        self._queue.put_nowait(_Pending(turn, self._speech_epoch, None, self._next_index - 1, answer=answer))
+
+    def respond(self, instructions: str | None = None) -> None:
+        """Answer the latest turn not answered yet (after what is queued), with `instructions` as the
+        system prompt of this reply alone; an `error` event when there is none."""
+        self._queue.put_nowait(_Respond(instructions))
+
+    def cancel_reply(self) -> bool:
+        """Stop the reply in progress (stored as interrupted, with what was said); False when none."""
+        if self.reply is None:
+            return False
+        self._interrupt()
+        return True
 
     async def say(self, text: str, label: str, *, until_played: bool = False) -> None:
         """Speak a fixed text that is no reply (a greeting); the user's speech silences it too."""
@@ -228,7 +278,10 @@ class Conversation:
         while (pending := await self._queue.get()) is not None:
             self._busy = True
             try:
-                await self._answer(pending)
+                if isinstance(pending, _Respond):
+                    await self._respond(pending)
+                else:
+                    await self._answer(pending)
             except Exception as exc:  # a bug: this turn fails, the session goes on
                 logger.exception("turn failed", extra={"session": self.session_id})
                 self._report(f"the turn failed: {type(exc).__name__}", stage="turn")
@@ -246,13 +299,17 @@ class Conversation:
         self._metrics.errors.labels(stage).inc()
         self._publish(ErrorRaised(message=message, turn=turn))
 
-    async def _window_for(self, audio: Samples) -> Window:
+    def _window_policy(self, instructions: str | None) -> WindowPolicy:
+        prompt = instructions or self.instructions
+        return self._policy if prompt is None else replace(self._policy, system_prompt=prompt)
+
+    async def _window_for(self, audio: Samples, instructions: str | None = None) -> Window:
         past = await self._store.recent_turns(
             self.session_id,
             limit=max(self._policy.max_turns - 1, 0),
             audio_for_last=max(self._policy.audio_turns - 1, 0),
         )
-        return build_window(self._policy, past, audio)
+        return build_window(self._window_policy(instructions), past, audio)
 
     async def _commit(self, pending: _Pending) -> tuple[int, Window, Speculation | None] | None:
         """Read the turn's window and store the turn: its index, its window and the speculation still
@@ -304,6 +361,11 @@ class Conversation:
         self._metrics.turns.labels(str(turn.reason)).inc()
         self._metrics.endpointing.observe(max((committed_at - turn.speech_end).total_seconds(), 0.0))
         self._publish(TurnEnded(turn=index, audio_seconds=round(len(turn.audio) / MODEL_RATE, 3)))
+        if not pending.answer:
+            if speculation is not None:
+                speculation.cancel()
+            self._unanswered = (index, turn)
+            return
         if self._closing or pending.speech_epoch != self._speech_epoch:
             # Nobody is listening any more, or the user went on speaking before the reply began.
             if speculation is not None:
@@ -318,6 +380,37 @@ class Conversation:
             )
             await self._finish(index, turn, committed_at, end)
             return
+        await self._reply_to(index, turn, committed_at, window, speculation)
+
+    async def _respond(self, request: _Respond) -> None:
+        if self._closing:
+            return
+        if self._unanswered is None:
+            self._report("there is no turn to respond to: commit one first", stage="turn")
+            return
+        (index, turn), self._unanswered = self._unanswered, None
+        if self._transcriber is not None:
+            self._transcriber.pause()
+        try:
+            past = await self._store.recent_turns(
+                self.session_id, limit=self._policy.max_turns, audio_for_last=self._policy.audio_turns
+            )
+        except Exception as exc:
+            self._publish(self._store_failure("the history could not be read", exc, index))
+            return
+        earlier = [past_turn for past_turn in past if past_turn.index < index]
+        window = build_window(self._window_policy(request.instructions), earlier, turn.audio)
+        await self._reply_to(index, turn, self._clock(), window, None)
+
+    async def _reply_to(
+        self,
+        index: int,
+        turn: CompletedTurn,
+        committed_at: datetime,
+        window: Window,
+        speculation: Speculation | None,
+    ) -> None:
+        """Answer the stored turn `index` from `window` (or the speculation begun for it), store the reply."""
         if speculation is not None:
             self._metrics.speculations.labels("adopted").inc()
             source = speculation.stream()

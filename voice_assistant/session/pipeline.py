@@ -7,7 +7,7 @@ passed (and to the session's SSE subscribers), and spoken replies to the sink it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from voice_assistant.audio.pcm import Samples
@@ -50,11 +50,12 @@ class TurnTaking:
         return TurnSegmenter.from_settings(self.vad.stream(), self.settings)
 
     def taker(self, listener: TurnListener) -> TurnTaker:
+        """The model weighs in only where the settings ask for it (a session may ask for the silence rule)."""
         silero = self.vad.stream()
         return TurnTaker(
             TurnSegmenter.from_settings(silero, self.settings),
             listener,
-            end_of_turn=self.end_of_turn,
+            end_of_turn=self.end_of_turn if self.settings.end_of_turn == "smart-turn" else None,
             policy=EndOfTurnPolicy.from_settings(self.settings),
             scorer=self.batcher.stream(silero) if self.batcher is not None else None,
         )
@@ -75,17 +76,28 @@ class Answering:
 class SessionPipeline:
     """The turn taker feeding the conversation of one session, for as long as one client is there."""
 
-    def __init__(self, conversation: Conversation, turns: TurnTaker) -> None:
+    def __init__(self, conversation: Conversation, turn_taking: TurnTaking) -> None:
         self.conversation = conversation
-        self._turns = turns
+        self.turn_taking = turn_taking
+        """How this session's audio is cut into turns (`retune` changes it)."""
+        self._turns: TurnTaker | None = turn_taking.taker(conversation)
+
+    async def retune(self, settings: TurnSettings | None) -> None:
+        """Cut this session's turns by `settings` from now on; None: the client cuts them (`commit`).
+        A turn being spoken is finished by the old rules first, as far as its audio goes."""
+        if self._turns is not None:
+            await self._turns.close()
+        self.turn_taking = replace(self.turn_taking, settings=settings or self.turn_taking.settings)
+        self._turns = self.turn_taking.taker(self.conversation) if settings is not None else None
 
     @property
     def session_id(self) -> str:
         return self.conversation.session_id
 
     def feed(self, samples: Samples, arrived: datetime) -> None:
-        """16 kHz mono samples whose newest one arrived at `arrived`."""
-        self._turns.feed(samples, arrived)
+        """16 kHz mono samples whose newest one arrived at `arrived` (ignored while the client cuts turns)."""
+        if self._turns is not None:
+            self._turns.feed(samples, arrived)
 
     async def say(self, text: str, label: str, *, until_played: bool = False) -> None:
         await self.conversation.say(text, label, until_played=until_played)
@@ -96,7 +108,8 @@ class SessionPipeline:
 
     async def close(self) -> None:
         """Every finished turn stored, the reply in progress stopped and stored, no task left."""
-        await self._turns.close()
+        if self._turns is not None:
+            await self._turns.close()
         await self.conversation.close()
 
 
@@ -118,9 +131,16 @@ class Pipelines:
         return self._answering is not None and self._answering.synthesizer is not None
 
     async def open(
-        self, session_id: str, *, publish: Publish, sink: AudioSink | None = None
+        self,
+        session_id: str,
+        *,
+        publish: Publish,
+        sink: AudioSink | None = None,
+        plain_barge_in: bool = False,
     ) -> SessionPipeline:
-        """The pipeline of `session_id`; with a sink its replies are spoken too."""
+        """The pipeline of `session_id`; with a sink its replies are spoken too. `plain_barge_in`: any
+        speech over a reply stops it at once (for clients that stop playback themselves at the first
+        sign of speech, as Realtime clients do), instead of pausing it until the speech proves a turn."""
         if self._turn_taking is None or self._answering is None:
             raise RuntimeError("the model is not loaded yet")
         turn_taking, answering = self._turn_taking, self._answering
@@ -149,6 +169,6 @@ class Pipelines:
             voice=voice,
             speculative=answering.speculative,
             transcripts=answering.transcripts,
-            interruptions=Interruptions.from_settings(turn_taking.settings),
+            interruptions=None if plain_barge_in else Interruptions.from_settings(turn_taking.settings),
         )
-        return SessionPipeline(conversation, turn_taking.taker(conversation))
+        return SessionPipeline(conversation, turn_taking)

@@ -57,6 +57,8 @@ class EndReason(enum.StrEnum):
     SEMANTIC = "semantic"
     """The end-of-turn policy ended the paused turn: its silence reached what the model's verdict allows."""
     MAX_LENGTH = "max_length"
+    CLIENT = "client"
+    """The client cut the turn itself (a Realtime client's commit, with its turn detection off)."""
 
 
 @dataclass(frozen=True)
