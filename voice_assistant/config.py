@@ -23,11 +23,11 @@ and is then taken whole: the environment does not fill it in. Names that are no 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voice_assistant.flat_settings import FlatEnvironment, FlatKeywords, SettingsGroup, flat_names
 from voice_assistant.ice_addresses import IceAddresses
@@ -325,6 +325,17 @@ class WebSettings(SettingsGroup):
         default=True, description="Run the VAD and the model once before /readyz turns true."
     )
     admin_token: SecretStr | None = None
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description="Keys a client of /v1/realtime must give (Authorization: Bearer KEY), comma-separated;"
+        " none: the endpoint is open.",
+    )
+    client_secret_ttl_s: int = Field(
+        default=600,
+        ge=10,
+        le=7200,
+        description="How long a key minted by POST /v1/realtime/client_secrets lasts, unless asked for less.",
+    )
     ice_addresses: IceAddresses = Field(
         default=(),
         description="WebRTC host candidates: LOCAL[=ANNOUNCED],... e.g. 127.0.0.1, or 10.0.0.5=203.0.113.7 "
@@ -370,6 +381,11 @@ class WebSettings(SettingsGroup):
         description="On SIGTERM, how long live conversations may take to finish their reply before the "
         "process stores everything and exits.",
     )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, keys: object) -> object:
+        return tuple(key.strip() for key in keys.split(",") if key.strip()) if isinstance(keys, str) else keys
 
     @field_validator("sites")
     @classmethod

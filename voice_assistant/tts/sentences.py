@@ -64,6 +64,14 @@ async def sentences(deltas: AsyncIterable[str]) -> AsyncIterator[str]:
         yield rest
 
 
+def spoken_sentences(text: str) -> list[str]:
+    """The sentences of a whole text that `speak_sentences` speaks, by their number."""
+    splitter = SentenceSplitter()
+    found = splitter.push(text)
+    rest = splitter.flush()
+    return [sentence for sentence in [*found, *([rest] if rest else [])] if _MARKUP.sub("", sentence).strip()]
+
+
 async def speak_sentences(deltas: AsyncIterable[str], synthesizer: Synthesizer) -> AsyncIterator[SpeechChunk]:
     """Audio sentence by sentence, each as soon as its text is complete and synthesized.
 

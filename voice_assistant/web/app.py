@@ -17,6 +17,7 @@ from voice_assistant.load import LoadLimits, LoadSensor
 from voice_assistant.transport.ice import gather_host_candidates_on
 from voice_assistant.transport.ice_servers import IceServers
 from voice_assistant.transport.phone import PhoneCall
+from voice_assistant.transport.realtime import RealtimeConnection
 from voice_assistant.transport.receiver import receive_audio_promptly
 from voice_assistant.transport.webrtc import Connections, VoiceHandler
 from voice_assistant.web.admission import Admission
@@ -26,6 +27,7 @@ from voice_assistant.web.errors import install_error_handlers
 from voice_assistant.web.ice_servers import ice_servers_router
 from voice_assistant.web.logs import redact_access_log
 from voice_assistant.web.offer import Bindings, NewOffers, offer_router
+from voice_assistant.web.realtime import realtime_router
 from voice_assistant.web.sites import ConnectionLimits, SiteGate, Sites
 from voice_assistant.web.telephone import telephone_router
 from voice_assistant.web.ui import build_ui
@@ -68,9 +70,10 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     load = LoadSensor(LoadLimits.from_settings(settings.web), assistant.metrics)
     admission = Admission(settings, load=load, metrics=assistant.metrics)
     calls: Live[PhoneCall] = Live()
+    realtime: Live[RealtimeConnection] = Live()
     drain = Drain(
         admission=admission,
-        live=(live, calls),
+        live=(live, calls, realtime),
         hub=assistant.hub,
         timeout_s=settings.web.drain_timeout_s,
         pending=lambda: bindings.waiting(stream.pcs),
@@ -104,6 +107,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.include_router(offer_router(assistant, stream, offers, bindings))
     app.include_router(api_router(assistant, admission))
     app.include_router(telephone_router(assistant, admission, calls))
+    app.include_router(realtime_router(assistant, admission, realtime))
     app.include_router(widget_router())
     app.include_router(ice_servers_router(ice_servers))
     mounted: FastAPI = gr.mount_gradio_app(app, blocks, path="/")
