@@ -314,7 +314,9 @@ class WebSettings(SettingsGroup):
         description="https://host the world reaches this server at: its own origin, the phone webhooks' "
         "signed URL and the wss:// stream.",
     )
-    max_sessions: int = Field(default=64, ge=1, description="Concurrent WebRTC connections (per worker).")
+    max_sessions: int = Field(
+        default=64, ge=1, description="Concurrent WebRTC and Realtime connections (per worker)."
+    )
     workers: int | None = Field(
         default=None,
         ge=1,

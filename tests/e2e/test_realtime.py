@@ -258,7 +258,11 @@ async def next_of(socket: Any, kind: str) -> dict[str, Any]:
 
 
 async def test_bad_events_get_an_error_event_and_the_connection_goes_on(server: ServerProcess) -> None:
-    async with raw_socket(server, model="tiny") as socket:
+    async with (
+        client(server).realtime.connect(model="tiny") as other,
+        raw_socket(server, model="tiny") as socket,
+    ):
+        await until(other, "session.created")
         await next_of(socket, "session.created")
         bad = {
             "not json": "invalid_json",
@@ -306,6 +310,12 @@ async def test_bad_events_get_an_error_event_and_the_connection_goes_on(server: 
         await socket.send(json.dumps({"type": "input_audio_buffer.commit"}))
         await socket.send(json.dumps({"type": "response.create"}))
         assert (await next_of(socket, "response.done"))["response"]["status"] == "completed"
+        # And another session, open all along, was not disturbed.
+        await other.session.update(session=MANUAL)
+        await send_audio(other, spoken(after_s=0.2), paced=False)
+        await other.input_audio_buffer.commit()
+        await other.response.create()
+        assert (await until(other, "response.done"))[-1].response.status == "completed"
 
     async with raw_socket(server, model="some-other-model") as socket:
         assert (await next_of(socket, "error"))["error"]["code"] == "model_not_found"

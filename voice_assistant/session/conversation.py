@@ -121,6 +121,8 @@ class Conversation:
         """Speech over a reply stops it; else the reply goes on and the new turn waits for it."""
         self.instructions: str | None = None
         """The system prompt of this session's replies, instead of the server's."""
+        self.speak = True
+        """Speak the replies (when the session has a voice); else they are text alone."""
         self._unanswered: tuple[int, CompletedTurn] | None = None
         """The latest stored turn that waits for `respond()`."""
         self._transcriber = (
@@ -420,7 +422,9 @@ class Conversation:
             turn=index,
             source=source,
             publish=self._publish,
-            utterance=self._voice.utterance(f"turn-{index}") if self._voice is not None else None,
+            utterance=self._voice.utterance(f"turn-{index}")
+            if self._voice is not None and self.speak
+            else None,
             clock=self._clock,
             timeout_s=self._reply_timeout_s,
         )

@@ -196,6 +196,7 @@ class RealtimeConnection:
         self._current: _Response | None = None
         self._next_modalities: tuple[rt.Modality, ...] | None = None
         self._previous_item: str | None = None
+        self._close_code = 1000
 
     # -- the connection's life
 
@@ -224,6 +225,7 @@ class RealtimeConnection:
     async def drain(self) -> None:
         """The server drains: once the conversation is quiet, say so and close; the client reconnects
         (elsewhere) with `session_id` and carries on."""
+        self._close_code = SERVICE_RESTART
         try:
             if self._pipeline is not None:
                 await self._pipeline.settled()
@@ -241,7 +243,7 @@ class RealtimeConnection:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             while (message := await self._outbox.get()) is not None:
                 await self._socket.send_json(message)
-            await self._socket.close(SERVICE_RESTART if self._pipeline is not None else 1000)
+            await self._socket.close(self._close_code)
 
     def _send(self, kind: str, **fields: Any) -> None:
         event = self._events.make(kind, **fields)
@@ -427,6 +429,7 @@ class RealtimeConnection:
             )
         self._awaiting = 0
         self._next_modalities = event.modalities
+        self._pipeline.conversation.speak = "audio" in (event.modalities or self._session.output_modalities)
         self._pipeline.conversation.respond(event.instructions)
 
     async def _truncate(self, event: rt.ItemTruncate) -> None:
@@ -507,6 +510,7 @@ class RealtimeConnection:
             self._to_model_rate = StreamResampler()
         state.output_format = change.output_format or state.output_format
         state.output_modalities = change.output_modalities or state.output_modalities
+        pipeline.conversation.speak = "audio" in state.output_modalities
         state.voice = change.voice or state.voice
         if announce:
             self._send("session.updated", session=self._session_object())
@@ -564,6 +568,8 @@ class RealtimeConnection:
             return response
         modalities = self._next_modalities or self._session.output_modalities
         self._next_modalities = None
+        assert self._pipeline is not None
+        self._pipeline.conversation.speak = "audio" in self._session.output_modalities  # the next one's
         response = self._responses[turn] = self._current = _Response(turn, modalities)
         self._send("response.created", response=self._response_object(response, "in_progress"))
         item = self._item(response.item_id, "assistant", None, status="in_progress")
