@@ -278,11 +278,7 @@ async def test_bad_events_get_an_error_event_and_the_connection_goes_on(server: 
             json.dumps(
                 {
                     "type": "conversation.item.create",
-                    "item": {
-                        "type": "message",
-                        "role": "user",
-                        "content": [{"type": "input_text", "text": "hi"}],
-                    },
+                    "item": {"type": "function_call_output", "call_id": "c1", "output": "{}"},
                 }
             ): "unsupported_item",
             json.dumps(
@@ -359,3 +355,32 @@ async def test_the_readmes_example_runs_as_written(
     await asyncio.wait_for(namespace["main"](str(wav)), 60)
     printed = capsys.readouterr().out
     assert printed.strip()  # the reply's text, streamed
+
+
+async def test_a_typed_turn_is_answered_and_then_heard_as_text(server: ServerProcess) -> None:
+    """What Pipecat sends first: the context as a user text item, then response.create."""
+    async with client(server).realtime.connect(model="tiny") as connection:
+        session_id = (await until(connection, "session.created"))[-1].session.id
+        await connection.session.update(session=MANUAL)
+        await connection.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Say hello."}],
+            }
+        )
+        added = (await until(connection, "conversation.item.added"))[-1]
+        assert added.item.content[0].type == "input_text" and added.item.content[0].text == "Say hello."
+        await connection.response.create()
+        assert (await until(connection, "response.done"))[-1].response.status == "completed"
+        await send_audio(connection, spoken(after_s=0.2), paced=False)
+        await connection.input_audio_buffer.commit()
+        await connection.response.create()
+        await until(connection, "response.done")
+        await connection.conversation.item.retrieve(item_id=added.item.id)
+        retrieved = (await until(connection, "conversation.item.retrieved"))[-1]
+        assert retrieved.item.content[0].text == "Say hello."
+    turns = (await session_record(server, session_id))["turns"]
+    assert turns[0]["transcript"] == "Say hello." and turns[0]["audio_seconds"] == 0
+    assert turns[0]["reply_text"]
+    assert turns[1]["context"]["text_turns"] == [0]  # heard as its words: it has no audio

@@ -79,3 +79,12 @@ def test_a_turn_without_reply_merges_with_the_next_user_message() -> None:
     window = build_window(policy(), turns, np.zeros(1600, dtype=np.float32))
     assert [m.role for m in window.messages] == ["system", "user", "assistant", "user"]
     assert len(window.messages[-1].audio) == 2
+
+
+def test_a_typed_turn_is_heard_as_its_words_and_costs_their_tokens() -> None:
+    window = build_window(policy(), past(2), "What is the time?")
+    last = window.messages[-1]
+    assert last.role == "user" and isinstance(last.parts[-1], TextPart)
+    assert last.parts[-1].text == "What is the time?"
+    spoken = build_window(policy(), past(2), np.zeros(16_000 * 10, np.float32))
+    assert window.context["estimated_tokens"] < spoken.context["estimated_tokens"]

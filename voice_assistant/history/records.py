@@ -117,6 +117,8 @@ class NewTurn:
     speech_end: datetime
     turn_ended_at: datetime
     context: dict[str, Any] | None = None
+    transcript: str | None = None
+    """Known already for a typed turn (its words)."""
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,7 @@ class HistoryStore(CallerDirectory, LimitBook):
                     speech_end=turn.speech_end,
                     turn_ended_at=turn.turn_ended_at,
                     context=turn.context,
+                    transcript=turn.transcript,
                 )
             )
             s.execute(
@@ -184,7 +185,9 @@ class HistoryStore(CallerDirectory, LimitBook):
                 .order_by(TurnRow.index.desc())
                 .limit(limit)
             ).all()
-            wanted = [row.id for row in rows[:audio_for_last]]
+            wanted = [
+                row.id for row in rows[:audio_for_last] if row.audio_seconds > 0
+            ]  # a typed turn has none
             blobs: dict[int, bytes] = (
                 dict(
                     s.execute(select(TurnRow.id, TurnRow.audio).where(TurnRow.id.in_(wanted))).tuples().all()

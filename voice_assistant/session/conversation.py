@@ -305,13 +305,13 @@ class Conversation:
         prompt = instructions or self.instructions
         return self._policy if prompt is None else replace(self._policy, system_prompt=prompt)
 
-    async def _window_for(self, audio: Samples, instructions: str | None = None) -> Window:
+    async def _window_for(self, current: Samples | str, instructions: str | None = None) -> Window:
         past = await self._store.recent_turns(
             self.session_id,
             limit=max(self._policy.max_turns - 1, 0),
             audio_for_last=max(self._policy.audio_turns - 1, 0),
         )
-        return build_window(self._window_policy(instructions), past, audio)
+        return build_window(self._window_policy(instructions), past, current)
 
     async def _commit(self, pending: _Pending) -> tuple[int, Window, Speculation | None] | None:
         """Read the turn's window and store the turn: its index, its window and the speculation still
@@ -325,7 +325,7 @@ class Conversation:
                 except asyncio.CancelledError:  # discarded, or it could not read the window
                     speculation = None
             if window is None:
-                window = await self._window_for(turn.audio)
+                window = await self._window_for(turn.audio if turn.text is None else turn.text)
             context = {**window.context, "end": str(turn.reason), "speculative": speculation is not None}
             index = await self._store.add_turn(
                 self.session_id,
@@ -335,6 +335,7 @@ class Conversation:
                     speech_end=turn.speech_end,
                     turn_ended_at=turn.decided_at,
                     context=context,
+                    transcript=turn.text,
                 ),
             )
         except Exception as exc:
@@ -358,7 +359,7 @@ class Conversation:
             return
         turn, (index, window, speculation) = pending.turn, committed
         committed_at = self._clock()
-        if self._transcriber is not None:
+        if self._transcriber is not None and turn.text is None:
             self._transcriber.add(index, turn.audio)
         self._metrics.turns.labels(str(turn.reason)).inc()
         self._metrics.endpointing.observe(max((committed_at - turn.speech_end).total_seconds(), 0.0))
@@ -401,7 +402,8 @@ class Conversation:
             self._publish(self._store_failure("the history could not be read", exc, index))
             return
         earlier = [past_turn for past_turn in past if past_turn.index < index]
-        window = build_window(self._window_policy(request.instructions), earlier, turn.audio)
+        current = turn.audio if turn.text is None else turn.text
+        window = build_window(self._window_policy(request.instructions), earlier, current)
         await self._reply_to(index, turn, self._clock(), window, None)
 
     async def _reply_to(

@@ -42,11 +42,16 @@ class Window:
     """Stored with the turn: which earlier turns the model heard as audio and which as text."""
 
 
-def build_window(policy: WindowPolicy, past: Sequence[PastTurn], current: Samples) -> Window:
+def build_window(policy: WindowPolicy, past: Sequence[PastTurn], current: Samples | str) -> Window:
+    """`current`: the new turn's audio, or its words when it was typed."""
     budget = (
         policy.token_budget
         - policy.text_tokens(policy.system_prompt)
-        - policy.audio_tokens(len(current) / MODEL_RATE)
+        - (
+            policy.text_tokens(current)
+            if isinstance(current, str)
+            else policy.audio_tokens(len(current) / MODEL_RATE)
+        )
     )
     kept: list[tuple[PastTurn, bool]] = []
     for age, turn in enumerate(
@@ -75,7 +80,9 @@ def build_window(policy: WindowPolicy, past: Sequence[PastTurn], current: Sample
         _append(messages, Message("user", (user,)))
         if turn.reply_text:
             _append(messages, Message("assistant", (TextPart(turn.reply_text),)))
-    _append(messages, Message("user", (AudioPart(current),)))
+    _append(
+        messages, Message("user", (TextPart(current) if isinstance(current, str) else AudioPart(current),))
+    )
     return Window(
         messages=messages,
         context={

@@ -197,6 +197,9 @@ class RealtimeConnection:
         self._next_modalities: tuple[rt.Modality, ...] | None = None
         self._previous_item: str | None = None
         self._close_code = 1000
+        self._committing: list[str | None] = []
+        """The turn the client is committing (its words, None when spoken), until `turn_started` names it."""
+        self._typed: dict[int, str] = {}
 
     # -- the connection's life
 
@@ -374,40 +377,54 @@ class RealtimeConnection:
         self._buffer, self._buffer_started = [], None
         self._commit_audio(audio, started)
 
-    def _commit_audio(self, audio: Samples, started: float) -> None:
-        """A turn the client cut (a commit, or an audio item): stored, answered on `response.create`."""
+    def _commit_audio(self, audio: Samples, started: float, *, text: str | None = None) -> None:
+        """A turn the client cut (a commit, or an item; `text`: typed): stored, answered on request."""
         assert self._pipeline is not None
         now = utc_now()
         start = now.fromtimestamp(started, tz=now.tzinfo)
         self._awaiting += 1
-        self._pipeline.conversation.commit(
-            CompletedTurn(
-                audio=audio, speech_start=start, speech_end=now, decided_at=now, reason=EndReason.CLIENT
-            ),
-            answer=False,
-        )
+        self._committing = [text]
+        try:  # its `turn_started` comes back at once, with its index
+            self._pipeline.conversation.commit(
+                CompletedTurn(
+                    audio=audio,
+                    speech_start=start,
+                    speech_end=now,
+                    decided_at=now,
+                    reason=EndReason.CLIENT,
+                    text=text,
+                ),
+                answer=False,
+            )
+        finally:
+            self._committing = []
 
     def _create_item(self, event: rt.ItemCreate) -> None:
+        """A user message of audio, or of text (typed turns, such as the context Pipecat sends first)."""
         item = event.item
-        if item.get("type") == "message" and item.get("role") == "user":
-            clips = [part for part in item.get("content") or [] if part.get("type") == "input_audio"]
-            if clips and all(isinstance(part.get("audio"), str) for part in clips):
-                append = [
-                    rt.AudioAppend(type="input_audio_buffer.append", audio=part["audio"]) for part in clips
-                ]
-                audio = np.concatenate([self._decode(clip.data(), event.event_id) for clip in append])
-                if len(audio) > self._turn_limit_s() * MODEL_RATE:
-                    raise rt.ProtocolError(
-                        f"an audio item holds at most {self._turn_limit_s():g} s (VA_MAX_TURN_SECONDS)",
-                        code="input_audio_too_large",
-                        event_id=event.event_id,
-                        param="item.content",
-                    )
-                self._commit_audio(audio, time.time() - len(audio) / MODEL_RATE)
-                return
+        parts = (
+            item.get("content") or [] if item.get("type") == "message" and item.get("role") == "user" else []
+        )
+        kinds = {part.get("type") for part in parts if isinstance(part, dict)}
+        if kinds == {"input_audio"} and all(isinstance(part.get("audio"), str) for part in parts):
+            clips = [rt.AudioAppend(type="input_audio_buffer.append", audio=part["audio"]) for part in parts]
+            audio = np.concatenate([self._decode(clip.data(), event.event_id) for clip in clips])
+            if len(audio) > self._turn_limit_s() * MODEL_RATE:
+                raise rt.ProtocolError(
+                    f"an audio item holds at most {self._turn_limit_s():g} s (VA_MAX_TURN_SECONDS)",
+                    code="input_audio_too_large",
+                    event_id=event.event_id,
+                    param="item.content",
+                )
+            self._commit_audio(audio, time.time() - len(audio) / MODEL_RATE)
+            return
+        if kinds == {"input_text"} and all(isinstance(part.get("text"), str) for part in parts):
+            text = "\n".join(part["text"] for part in parts)
+            self._commit_audio(np.zeros(0, dtype=np.float32), time.time(), text=text)
+            return
         raise rt.ProtocolError(
-            "only user messages of input_audio are taken here: this server's conversations are spoken"
-            " (text, image and function-call items are not)",
+            "only user messages of input_audio or input_text are taken here (no assistant, system, image"
+            " or function-call items: set instructions with session.update)",
             code="unsupported_item",
             event_id=event.event_id,
             param="item",
@@ -476,7 +493,12 @@ class RealtimeConnection:
         record = await self._store.get_session(self.session_id)
         for turn in record.turns:
             if event.item_id == user_item(turn.index):
-                content = {"type": "input_audio", "transcript": turn.transcript}
+                typed = turn.audio_seconds == 0
+                content = (
+                    {"type": "input_text", "text": turn.transcript}
+                    if typed
+                    else {"type": "input_audio", "transcript": turn.transcript}
+                )
                 self._send("conversation.item.retrieved", item=self._item(event.item_id, "user", content))
                 return
             if event.item_id == assistant_item(turn.index) and turn.reply_text is not None:
@@ -519,6 +541,9 @@ class RealtimeConnection:
 
     def publish(self, event: Event) -> None:
         match event:
+            case TurnStarted(turn=turn) if self._committing:  # the client's own: no speech_started
+                if (typed := self._committing[0]) is not None:
+                    self._typed[turn] = typed
             case TurnStarted(turn=turn) if self._session.turn_detection is not None:
                 self._send(
                     "input_audio_buffer.speech_started",
@@ -551,12 +576,18 @@ class RealtimeConnection:
 
     def _turn_ended(self, turn: int) -> None:
         item = user_item(turn)
+        typed = self._typed.pop(turn, None)
         if self._session.turn_detection is not None:
             self._send(
                 "input_audio_buffer.speech_stopped", audio_end_ms=round(self._received_ms), item_id=item
             )
         self._send("input_audio_buffer.committed", item_id=item, previous_item_id=self._previous_item)
-        user = self._item(item, "user", {"type": "input_audio", "transcript": None})
+        content = (
+            {"type": "input_audio", "transcript": None}
+            if typed is None
+            else {"type": "input_text", "text": typed}
+        )
+        user = self._item(item, "user", content)
         self._send("conversation.item.added", previous_item_id=self._previous_item, item=user)
         self._send("conversation.item.done", previous_item_id=self._previous_item, item=user)
         self._previous_item = item

@@ -51,6 +51,8 @@ class CompletedTurn:
     decided_at: datetime
     """When the turn was judged over."""
     reason: EndReason
+    text: str | None = None
+    """A turn typed, not spoken (a Realtime client's text item): its words; its `audio` is empty."""
 
 
 class FrameScorer(Protocol):
