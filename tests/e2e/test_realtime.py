@@ -384,3 +384,6 @@ async def test_a_typed_turn_is_answered_and_then_heard_as_text(server: ServerPro
     assert turns[0]["transcript"] == "Say hello." and turns[0]["audio_seconds"] == 0
     assert turns[0]["reply_text"]
     assert turns[1]["context"]["text_turns"] == [0]  # heard as its words: it has no audio
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get(f"/api/sessions/{session_id}/turns/0/audio")).status_code == 404
+        assert (await http.get(f"/api/sessions/{session_id}/turns/1/audio")).status_code == 200

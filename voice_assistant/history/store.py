@@ -219,6 +219,8 @@ class HistoryStore(CallerDirectory, LimitBook):
                 if s.get(SessionRow, session_id) is None:
                     raise UnknownSession(session_id)
                 raise LookupError(f"the session has no turn {index}")
+            if not row.audio:
+                raise LookupError(f"turn {index} was typed: it has no audio")
             return row.audio
 
         return await self._run(work)
