@@ -1,4 +1,5 @@
-"""One fake per seam (model, time, VAD, speech engine, sink, store, worker thread), shared by the tests.
+"""One fake per seam (model, time, VAD, speech engine, sink, store, worker thread, the load sensor's audio
+streams), shared by the tests.
 
 Each one moves only when the test says so (a step released, a clock advanced, a call finished), so that a
 unit test steps through a timeline instead of sleeping through it.
@@ -7,9 +8,10 @@ unit test steps through a timeline instead of sleeping through it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -28,6 +30,25 @@ from voice_assistant.tts.base import SynthesisError
 from voice_assistant.turn.vad import FRAME_SECONDS
 
 T = TypeVar("T")
+
+
+class RecordingStreams:
+    """`AudioStreams` (voice_assistant/audio_rate.py) that keep what each stream reported."""
+
+    def __init__(self) -> None:
+        self.received: list[list[float]] = []
+        """Each stream's reports, in the order the streams connected."""
+        self.connected_now = 0
+
+    @contextlib.contextmanager
+    def connected(self) -> Iterator[Callable[[float], None]]:
+        reports: list[float] = []
+        self.received.append(reports)
+        self.connected_now += 1
+        try:
+            yield reports.append
+        finally:
+            self.connected_now -= 1
 
 
 async def settle(rounds: int = 20) -> None:

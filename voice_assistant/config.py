@@ -359,7 +359,8 @@ class WebSettings(SettingsGroup):
         default=32, ge=1, description="WebRTC connections open at once through one site key."
     )
     # Admission control (voice_assistant/load.py): one event loop carries every connection's audio, so
-    # its lag and its CPU are what run out first; past these, new offers and calls are refused (503).
+    # its lag and its CPU are what run out first, and the audio it fails to read is what is lost; past
+    # these, new offers and calls are refused (503).
     max_loop_lag_ms: float = Field(
         default=150.0,
         gt=0,
@@ -371,6 +372,13 @@ class WebSettings(SettingsGroup):
         le=1,
         description="Share of a core the event loop's thread may use (over the last seconds) before new "
         "offers and calls are refused.",
+    )
+    min_audio_rate: float = Field(
+        default=0.9,
+        ge=0,
+        lt=1,
+        description="Share of real time the connected streams' audio must arrive at (the median stream, "
+        "over the last seconds) before new offers and calls are refused; 0: not judged.",
     )
     retry_after_s: int = Field(
         default=5,

@@ -78,6 +78,12 @@ class Metrics:
             "Share of a core the event loop's thread used over the last seconds.",
             registry=self.registry,
         )
+        self.audio_rate = Gauge(
+            "va_audio_rate_ratio",
+            "Seconds of audio the median connected stream received per second over the last seconds; "
+            "NaN while too few streams were connected throughout (voice_assistant/audio_rate.py).",
+            registry=self.registry,
+        )
         self.overloaded = Gauge(
             "va_overloaded", "1 while new offers and calls are refused for load.", registry=self.registry
         )

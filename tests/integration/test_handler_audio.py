@@ -18,7 +18,7 @@ from av import AudioFrame
 from fastrtc.utils import Context, current_context
 
 from benchmarks.speech import RATE, speak
-from tests.fakes import FakeAudioLM
+from tests.fakes import FakeAudioLM, RecordingStreams
 from voice_assistant.assistant import Assistant
 from voice_assistant.config import Settings
 from voice_assistant.transport.webrtc import Connections, VoiceHandler
@@ -57,13 +57,16 @@ async def until_reply_done(channel: Channel) -> None:
         await asyncio.sleep(0.02)
 
 
-def handler_bound_to(assistant: Assistant, session_id: str) -> VoiceHandler:
+def handler_bound_to(
+    assistant: Assistant, session_id: str, audio: RecordingStreams | None = None
+) -> VoiceHandler:
     """The connection's handler as fastrtc makes it, after `POST /webrtc/offer` bound it to the session."""
     bindings = Bindings()
     bindings.bind("conn-1", session_id)
     connections = Connections(
         pipelines=assistant.pipelines,
         metrics=assistant.metrics,
+        audio=audio or RecordingStreams(),
         bound_session=bindings.take,
         ui=lambda: UiTranscript(assistant.store),
         speak=False,
@@ -71,9 +74,11 @@ def handler_bound_to(assistant: Assistant, session_id: str) -> VoiceHandler:
     return VoiceHandler(connections).copy()
 
 
-async def connect(assistant: Assistant) -> tuple[VoiceHandler, Channel, str]:
+async def connect(
+    assistant: Assistant, audio: RecordingStreams | None = None
+) -> tuple[VoiceHandler, Channel, str]:
     session_id = await assistant.new_session()
-    handler = handler_bound_to(assistant, session_id)
+    handler = handler_bound_to(assistant, session_id, audio)
     channel = Channel()
     handler.set_channel(channel)  # type: ignore[arg-type]
     current_context.set(Context(webrtc_id="conn-1"))
@@ -157,3 +162,18 @@ async def test_mono_frames_skip_fastrtc_s_resampler_and_others_still_take_it(ass
     stereo = AudioFrame.from_ndarray(np.zeros((1, 1920), np.int16), format="s16", layout="stereo")
     stereo.sample_rate = 48_000
     assert [f.layout.name for f in handler.resample(stereo)] == ["mono"]
+
+
+async def test_a_connection_reports_the_audio_it_receives_to_the_load_sensor(assistant: Assistant) -> None:
+    """What the sensor's lost-audio signal counts (voice_assistant/audio_rate.py), until it closes."""
+    audio = RecordingStreams()
+    handler, channel, _ = await connect(assistant, audio)
+    assert audio.connected_now == 1
+    sent = frames(48_000, 1, "int16")
+    for frame in sent:
+        await handler.receive(frame)
+    await until_reply_done(channel)
+    await handler.shutdown()
+    assert audio.connected_now == 0
+    (reports,) = audio.received
+    assert len(reports) == len(sent) and sum(reports) == pytest.approx(len(sent) * 0.02, abs=0.01)

@@ -1,10 +1,11 @@
 """The Gradio UI's own offers pass the checks of `POST /webrtc/offer`: on the real app (real Gradio,
 fastrtc and aiortc), an overloaded or draining worker refuses them with 503 + Retry-After, so does one
 whose model is not ready, an address past its offer rate gets 429, an idle worker answers them, and ICE
-candidates still reach fastrtc."""
+candidates still reach fastrtc. A worker whose streams lose audio is overloaded too, `/readyz` says so."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from fastapi import FastAPI
 from fastrtc import WebRTC
 from sqlalchemy.exc import OperationalError
 
+from voice_assistant.audio_rate import MIN_STREAMS
 from voice_assistant.config import Settings
+from voice_assistant.load import SAMPLE_EVERY_S, WINDOW_S
 from voice_assistant.web.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -86,6 +89,25 @@ async def test_an_overloaded_worker_refuses_the_uis_offer_with_retry_after(
     candidate = ui_call(app, {"type": "ice-candidate", "webrtc_id": "busy", "candidate": {}})
     answered = await http.post(UI_OFFER, json=candidate)
     assert answered.status_code == 200 and answered.json()["meta"]["error"] == "unknown_connection"
+
+
+async def test_a_worker_whose_streams_lose_audio_is_not_ready_and_refuses_the_uis_offer(
+    app: FastAPI, http: httpx.AsyncClient, offer_sdp: str
+) -> None:
+    """Its loop neither lags nor uses a core: only the audio its connections report shows the loss."""
+    load = app.state.load
+    with contextlib.ExitStack() as stack:
+        streams = [stack.enter_context(load.audio.connected()) for _ in range(MIN_STREAMS)]
+        for tick in range(round(WINDOW_S * 2 / SAMPLE_EVERY_S)):
+            for received in streams:
+                received(SAMPLE_EVERY_S / 2)
+            load.observe(at=1000.0 + tick * SAMPLE_EVERY_S, lag_s=0.0, cpu_s=0.0)
+    ready = await http.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["status"] == "overloaded"
+    assert "50% of its audio in real time < 90%" in ready.json()["reason"]
+    response = await http.post(UI_OFFER, json=ui_offer(app, offer_sdp, "losing"))
+    assert response.status_code == 503 and "50% of its audio" in response.json()["error"]
+    assert "losing" not in microphone(app).pcs
 
 
 async def test_a_draining_worker_refuses_the_uis_offer(

@@ -38,7 +38,7 @@ def drain_of(
     connections: Live[Connection], hub: EventHub, *, timeout_s: float, pending: list[bool] | None = None
 ) -> tuple[Drain, Admission]:
     metrics = Metrics()
-    load = LoadSensor(LoadLimits(max_lag_s=1.0, max_cpu=1.0), metrics)
+    load = LoadSensor(LoadLimits(max_lag_s=1.0, max_cpu=1.0, min_audio_rate=0.9), metrics)
     admission = Admission(Settings(), load=load, metrics=metrics)
     waiting = pending if pending is not None else [False]
     drain = Drain(

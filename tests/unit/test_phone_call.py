@@ -1,19 +1,25 @@
-"""A phone call's media stream while the store is away: closed with a reason, counted, nothing raised."""
+"""A phone call's media stream: while the store is away, closed with a reason, counted, nothing raised;
+in a call, each frame of the caller's audio reported to the load sensor."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from tests.fakes import InlineStore
+from tests.fakes import FakeAudioLM, FakeSynthesizer, InlineStore, RecordingStreams
+from tests.unit.test_conversation import POLICY
 from tests.unit.test_twilio_codec import START
+from voice_assistant.config import TurnSettings
 from voice_assistant.metrics import Metrics
 from voice_assistant.session.hub import EventHub
-from voice_assistant.session.pipeline import Pipelines
-from voice_assistant.transport.phone import INTERNAL_ERROR, PhoneCall
+from voice_assistant.session.pipeline import Answering, Pipelines, TurnTaking
+from voice_assistant.transport import twilio
+from voice_assistant.transport.phone import FRAME_BYTES, INTERNAL_ERROR, MULAW_SILENCE, PhoneCall
+from voice_assistant.turn.vad import SileroModel
 
 pytestmark = pytest.mark.unit
 
@@ -52,9 +58,41 @@ async def test_a_call_whose_token_cannot_be_checked_is_closed_with_a_reason_and_
         socket,  # type: ignore[arg-type]
         pipelines=Pipelines(store=inline_store, hub=EventHub(), metrics=metrics),
         metrics=metrics,
+        audio=RecordingStreams(),
         spend_token=spend_token,
         greeting="",
     )
     await call.run()
     assert socket.closed == (INTERNAL_ERROR, "the assistant cannot take this call right now")
     assert metrics.registry.get_sample_value("va_errors_total", {"stage": "store"}) == 1
+
+
+async def test_a_call_reports_each_frame_it_receives_to_the_load_sensor_while_it_lasts(
+    inline_store: InlineStore,
+) -> None:
+    """What the sensor's lost-audio signal counts (voice_assistant/audio_rate.py): silence too."""
+    metrics = Metrics()
+    pipelines = Pipelines(store=inline_store, hub=EventHub(), metrics=metrics)
+    answering = Answering(
+        FakeAudioLM([]), POLICY, FakeSynthesizer(), 60.0, speculative=False, transcripts=False
+    )
+    pipelines.load(TurnTaking(SileroModel(), TurnSettings(), None), answering)
+    session_id = await inline_store.create_session(now=datetime.now(UTC))
+
+    async def spend_token(token: str) -> str | None:
+        return session_id
+
+    stream_sid = START["streamSid"]
+    silence = twilio.media(str(stream_sid), MULAW_SILENCE * FRAME_BYTES)
+    stop = json.dumps({"event": "stop", "streamSid": stream_sid, "stop": {"callSid": "CA0123"}})
+    audio = RecordingStreams()
+    call = PhoneCall(
+        ScriptedSocket([json.dumps(START), *[silence] * 50, stop]),  # type: ignore[arg-type]
+        pipelines=pipelines,
+        metrics=metrics,
+        audio=audio,
+        spend_token=spend_token,
+        greeting="",
+    )
+    await call.run()
+    assert audio.received == [[0.02] * 50] and audio.connected_now == 0

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from fastrtc.utils import Context, current_context
 
-from tests.fakes import FakeAudioLM, InlineStore
+from tests.fakes import FakeAudioLM, InlineStore, RecordingStreams
 from tests.unit.test_conversation import POLICY
 from voice_assistant.config import TurnSettings
 from voice_assistant.metrics import Metrics
@@ -40,6 +40,7 @@ async def test_a_connection_whose_session_cannot_be_opened_gets_an_error_event_a
     connections = Connections(
         pipelines,
         metrics,
+        RecordingStreams(),
         bound_session=lambda _webrtc_id: session_id,  # bound by its offer: no UI involved
         ui=lambda: None,  # type: ignore[arg-type, return-value]
         speak=False,

@@ -18,6 +18,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from voice_assistant.audio.g711 import TELEPHONE_RATE, decode_g711, encode_g711
 from voice_assistant.audio.pcm import Samples
 from voice_assistant.audio.resample import StreamResampler, resample
+from voice_assistant.audio_rate import AudioStreams, ReceivedSeconds
 from voice_assistant.clock import utc_now
 from voice_assistant.metrics import Metrics
 from voice_assistant.session.pipeline import Pipelines, SessionPipeline
@@ -90,12 +91,15 @@ class PhoneCall:
         *,
         pipelines: Pipelines,
         metrics: Metrics,
+        audio: AudioStreams,
         spend_token: SpendToken,
         greeting: str,
     ) -> None:
+        """`audio`: where the call reports the audio it receives, for the load sensor (load.py)."""
         self._socket = websocket
         self._pipelines = pipelines
         self._metrics = metrics
+        self._audio = audio
         self._spend_token = spend_token
         self._greeting = greeting
         self._to_model_rate = StreamResampler()
@@ -175,7 +179,8 @@ class PhoneCall:
             with self._metrics.live_calls.held():
                 if self._greeting:
                     await pipeline.say(self._greeting, "greeting")
-                await self._listen(pipeline.feed, sink)
+                with self._audio.connected() as received:
+                    await self._listen(pipeline.feed, received, sink)
         except WebSocketDisconnect:
             pass
         finally:
@@ -186,7 +191,9 @@ class PhoneCall:
                 await writer
             logger.info("call ended", extra={"session": session_id, "stream": stream_sid})
 
-    async def _listen(self, feed: Callable[[Samples, datetime], None], sink: TwilioSink) -> None:
+    async def _listen(
+        self, feed: Callable[[Samples, datetime], None], received: ReceivedSeconds, sink: TwilioSink
+    ) -> None:
         while True:
             message = await self._receive()
             if isinstance(message, twilio.Media):
@@ -195,7 +202,9 @@ class PhoneCall:
                 except twilio.ProtocolError as exc:
                     logger.warning("ignored a media message: %s", exc)
                     continue
-                self._metrics.audio_received.inc(len(audio) / TELEPHONE_RATE)
+                seconds = len(audio) / TELEPHONE_RATE
+                self._metrics.audio_received.inc(seconds)
+                received(seconds)
                 feed(self._to_model_rate(audio, TELEPHONE_RATE), utc_now())
             elif isinstance(message, twilio.Mark):
                 sink.mark_played(message.mark.name)

@@ -23,6 +23,7 @@ from fastrtc.utils import get_current_context
 
 from voice_assistant.audio.pcm import MODEL_RATE, Samples, to_float32_mono
 from voice_assistant.audio.resample import StreamResampler
+from voice_assistant.audio_rate import AudioStreams, ReceivedSeconds
 from voice_assistant.clock import utc_now
 from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.events import ErrorRaised, Event, ReconnectRequested
@@ -71,6 +72,8 @@ class Connections:
 
     pipelines: Pipelines
     metrics: Metrics
+    audio: AudioStreams
+    """Where each connection reports the audio it receives, for the load sensor (voice_assistant/load.py)."""
     bound_session: Callable[[str], str | None]
     """The session `POST /webrtc/offer` bound to a connection id (taken once), else None."""
     ui: Callable[[], UiConnection]
@@ -88,6 +91,7 @@ class VoiceHandler(AsyncStreamHandler):
         self._connections = connections
         self._to_model_rate = StreamResampler()
         self._pipeline: SessionPipeline | None = None
+        self._received: ReceivedSeconds | None = None
         self._pending: list[tuple[datetime, int, np.ndarray]] = []
         self._pending_seconds = 0.0
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
@@ -125,6 +129,7 @@ class VoiceHandler(AsyncStreamHandler):
             return
         self.live.add(self)
         self._live.enter_context(connections.metrics.live_sessions.held())
+        self._received = self._live.enter_context(connections.audio.connected())
         logger.info("connection opened", extra={"session": session_id})
         if self._ui is not None:
             try:
@@ -170,7 +175,7 @@ class VoiceHandler(AsyncStreamHandler):
         self._consume(rate, array, utc_now())
 
     def _consume(self, rate: int, array: np.ndarray, arrived: datetime) -> None:
-        assert self._pipeline is not None
+        assert self._pipeline is not None and self._received is not None
         try:
             samples = self._to_model_rate(to_float32_mono(array), rate)
         except VoiceAssistantError as exc:
@@ -178,7 +183,9 @@ class VoiceHandler(AsyncStreamHandler):
                 self._audio_problem = str(exc)
                 self._publish(ErrorRaised(message=str(exc)))
             return
-        self._connections.metrics.audio_received.inc(len(samples) / MODEL_RATE)
+        seconds = len(samples) / MODEL_RATE
+        self._connections.metrics.audio_received.inc(seconds)
+        self._received(seconds)
         self._pipeline.feed(samples, arrived)
 
     # -- events out

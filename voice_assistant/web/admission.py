@@ -1,5 +1,6 @@
-"""Whether this process takes new work: refused while it drains, while its event loop is overloaded
-(voice_assistant/load.py) and, for offers, while it holds `VA_MAX_SESSIONS` sessions.
+"""Whether this process takes new work: refused while it drains, while it is overloaded (its event
+loop's lag or CPU, or the audio its connected streams lose: voice_assistant/load.py) and, for offers,
+while it holds `VA_MAX_SESSIONS` sessions.
 
 A refusal never touches what is already connected: it only keeps new offers and calls away, with 503 +
 `Retry-After` (a load balancer, or the client after the wait, tries again, here or elsewhere), and

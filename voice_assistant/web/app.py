@@ -46,10 +46,12 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     ice_servers = IceServers(settings.ice)
     bindings = Bindings()
     live: Live[VoiceHandler] = Live()
+    load = LoadSensor(LoadLimits.from_settings(settings.web), assistant.metrics)
     handler = VoiceHandler(
         Connections(
             pipelines=assistant.pipelines,
             metrics=assistant.metrics,
+            audio=load.audio,
             bound_session=bindings.take,
             ui=lambda: UiTranscript(assistant.store),
             speak=settings.speech.webrtc,
@@ -67,7 +69,6 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     stream.server_rtc_configuration = ice_servers.server()
     blocks = build_ui(handler, settings, ice_servers)
     stream.ui = blocks
-    load = LoadSensor(LoadLimits.from_settings(settings.web), assistant.metrics)
     admission = Admission(settings, load=load, metrics=assistant.metrics)
     calls: Live[PhoneCall] = Live()
     realtime: Live[RealtimeConnection] = Live()
@@ -106,7 +107,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
     app.include_router(offer_router(assistant, stream, offers, bindings))
     app.include_router(api_router(assistant, admission))
-    app.include_router(telephone_router(assistant, admission, calls))
+    app.include_router(telephone_router(assistant, admission, calls, load.audio))
     app.include_router(realtime_router(assistant, admission, realtime))
     app.include_router(widget_router())
     app.include_router(ice_servers_router(ice_servers))

@@ -11,6 +11,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from voice_assistant.assistant import Assistant
+from voice_assistant.audio_rate import AudioStreams
 from voice_assistant.clock import utc_now
 from voice_assistant.session.store_failures import store_failure
 from voice_assistant.transport.phone import PhoneCall
@@ -37,8 +38,11 @@ def _refusal(words: str) -> Response:
     return _twiml(response)
 
 
-def telephone_router(assistant: Assistant, admission: Admission, calls: set[PhoneCall]) -> APIRouter:
-    """`calls`: the calls in progress, filled here, for the drain to end each at a quiet moment."""
+def telephone_router(
+    assistant: Assistant, admission: Admission, calls: set[PhoneCall], audio: AudioStreams
+) -> APIRouter:
+    """`calls`: the calls in progress, filled here, for the drain to end each at a quiet moment; `audio`:
+    where each call reports the audio it receives, for the load sensor."""
     router = APIRouter()
     settings = assistant.settings
 
@@ -115,6 +119,7 @@ def telephone_router(assistant: Assistant, admission: Admission, calls: set[Phon
             websocket,
             pipelines=assistant.pipelines,
             metrics=assistant.metrics,
+            audio=audio,
             spend_token=spend_token,
             greeting=settings.phone.greeting,
         )
