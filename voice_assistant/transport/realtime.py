@@ -222,7 +222,7 @@ class RealtimeConnection:
             if self._pipeline is not None:
                 await self._pipeline.close()
             self._outbox.put_nowait(None)
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
                 await writer
 
     async def drain(self) -> None:
@@ -243,7 +243,9 @@ class RealtimeConnection:
             self._outbox.put_nowait(None)
 
     async def _write(self) -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        # A client gone mid-reply: Starlette says so with WebSocketDisconnect or RuntimeError, uvicorn's
+        # protocol with an OSError (ClientDisconnected); the listener then ends the session.
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             while (message := await self._outbox.get()) is not None:
                 await self._socket.send_json(message)
             await self._socket.close(self._close_code)
