@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -387,3 +388,40 @@ async def test_a_typed_turn_is_answered_and_then_heard_as_text(server: ServerPro
     async with httpx.AsyncClient(base_url=server.url) as http:
         assert (await http.get(f"/api/sessions/{session_id}/turns/0/audio")).status_code == 404
         assert (await http.get(f"/api/sessions/{session_id}/turns/1/audio")).status_code == 200
+
+
+async def test_sigterm_lets_the_response_finish_then_the_session_goes_on_elsewhere(
+    servers: Servers, server: ServerProcess
+) -> None:
+    """A drain ends a Realtime connection at its first quiet moment; the client reconnects to another
+    instance on the same database with its session id."""
+    database = f"sqlite:///{server.data_dir / 'voice_assistant.db'}"
+    drained = servers.start(
+        "realtime-drained",
+        {"VA_DATABASE_URL": database, "VA_MAX_NEW_TOKENS": "600", "VA_SPECULATIVE_START": "false"},
+    )
+    assert drained.process is not None
+    async with client(drained).realtime.connect(model="tiny") as connection:
+        session_id = (await until(connection, "session.created"))[-1].session.id
+        await connection.session.update(session={**MANUAL, "output_modalities": ["text"]})
+        await send_audio(connection, spoken(after_s=0.2), paced=False)
+        await connection.input_audio_buffer.commit()
+        await connection.response.create()
+        await until(connection, "response.output_text.delta")
+        drained.process.send_signal(signal.SIGTERM)
+        done = (await until(connection, "response.done"))[-1]
+        farewell = (await until(connection, "error"))[-1]
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await until(connection, "never", timeout=10)
+    assert done.response.status == "completed"  # the reply in progress finished
+    assert farewell.error.code == "server_shutting_down" and session_id in farewell.error.message
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012  # service restart: reconnect
+    assert await asyncio.to_thread(drained.process.wait, 30) == -signal.SIGTERM
+
+    async with client(server).realtime.connect(model="tiny", extra_query={"session_id": session_id}) as again:
+        assert (await until(again, "session.created"))[-1].session.id == session_id
+    stored = await session_record(server, session_id)
+    assert (
+        len(stored["turns"]) == 1
+        and stored["turns"][0]["reply_text"] == done.response.output[0].content[0].text
+    )
