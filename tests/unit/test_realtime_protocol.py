@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from voice_assistant.config import TurnSettings
+from voice_assistant.metrics import Metrics
+from voice_assistant.session.pipeline import SessionPipeline
 from voice_assistant.transport import realtime_protocol as rt
-from voice_assistant.transport.realtime import described, turn_settings
+from voice_assistant.transport.realtime import RealtimeConnection, described, turn_settings
 from voice_assistant.tts.sentences import spoken_sentences
 from voice_assistant.web.realtime import ClientSecrets
 
@@ -155,3 +158,42 @@ def test_the_sentences_of_a_whole_reply_are_numbered_as_they_were_spoken() -> No
     # A line of markup alone is no sentence spoken (nor numbered); a sentence keeps its text as written.
     text = "Hello there.\n___\n**How** are you? Fine"
     assert spoken_sentences(text) == ["Hello there.", "**How** are you?", "Fine"]
+
+
+class RecordingSocket:
+    """The few WebSocket calls a connection makes, recorded."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.closed: int | None = None
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    async def receive(self) -> dict[str, Any]:
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def close(self, code: int = 1000) -> None:
+        self.closed = code
+
+
+async def test_a_session_that_cannot_be_opened_is_an_error_event_and_a_close_not_a_traceback() -> None:
+    async def store_away(_: RealtimeConnection) -> SessionPipeline:
+        raise OSError("connection refused")
+
+    socket = RecordingSocket()
+    metrics = Metrics()
+    connection = RealtimeConnection(
+        socket,  # type: ignore[arg-type]
+        session_id="s1",
+        open_pipeline=store_away,
+        store=None,  # type: ignore[arg-type]
+        metrics=metrics,
+        model_name="tiny",
+        instructions="Be brief.",
+        events=rt.ServerEvents(),
+    )
+    await connection.run()
+    assert [event["type"] for event in socket.sent] == ["error"]
+    assert socket.sent[0]["error"]["code"] == "session_unavailable"
+    assert "OSError" in socket.sent[0]["error"]["message"] and socket.closed == 1011

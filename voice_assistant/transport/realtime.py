@@ -45,6 +45,7 @@ from voice_assistant.events import (
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.session.pipeline import SessionPipeline
+from voice_assistant.session.store_failures import store_failure
 from voice_assistant.transport import realtime_protocol as rt
 from voice_assistant.tts.sentences import spoken_sentences
 from voice_assistant.turn.detector import EndReason
@@ -56,7 +57,7 @@ MIN_COMMIT_MS = 100
 """OpenAI's own minimum for a committed buffer."""
 DELTA_MS = 200
 """Audio deltas carry at most this much audio each."""
-SERVICE_RESTART = 1012
+INTERNAL_ERROR, SERVICE_RESTART = 1011, 1012
 
 
 def turn_settings(detection: rt.TurnDetection, server: TurnSettings) -> TurnSettings:
@@ -206,7 +207,19 @@ class RealtimeConnection:
     async def run(self) -> None:
         writer = asyncio.create_task(self._write(), name="realtime writer")
         try:
-            pipeline = self._pipeline = await self._open_pipeline(self)
+            try:
+                pipeline = self._pipeline = await self._open_pipeline(self)
+            except (
+                Exception
+            ) as exc:  # the store is away: this connection ends, the next works once it is back
+                failed = store_failure(
+                    "the session could not be opened", exc, metrics=self._metrics, session_id=None
+                )
+                self._send_error(
+                    rt.ProtocolError(failed.message, code="session_unavailable"), kind="server_error"
+                )
+                self._close_code = INTERNAL_ERROR
+                return
             self._server_turns = server = pipeline.turn_taking.settings
             self._state = SessionState(
                 instructions=self._instructions, turn_detection=default_detection(server)

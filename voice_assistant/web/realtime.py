@@ -26,6 +26,7 @@ from fastapi import APIRouter, Body, Header, WebSocket
 
 from voice_assistant.assistant import Assistant
 from voice_assistant.session.pipeline import SessionPipeline
+from voice_assistant.session.store_failures import store_failure
 from voice_assistant.transport import realtime_protocol as rt
 from voice_assistant.transport.realtime import RealtimeConnection
 from voice_assistant.web.admission import Admission
@@ -162,10 +163,23 @@ def realtime_router(assistant: Assistant, admission: Admission, live: Live[Realt
             await refuse(str(exc), exc.code, POLICY_VIOLATION)
             return
         session_id = websocket.query_params.get("session_id")
-        if session_id is not None and not await assistant.store.session_exists(session_id):
+        try:
+            known = session_id is None or await assistant.store.session_exists(session_id)
+            session_id = session_id or await assistant.new_session()
+        except (
+            Exception
+        ) as exc:  # the store is away: refused with why; the next connection works once it is back
+            store_failure("the session could not be opened", exc, metrics=assistant.metrics, session_id=None)
+            await refuse(
+                "the session store is unreachable: try again shortly",
+                "session_unavailable",
+                1011,
+                "server_error",
+            )
+            return
+        if not known:
             await refuse(f"unknown session {session_id!r}", "session_not_found", POLICY_VIOLATION)
             return
-        session_id = session_id or await assistant.new_session()
         pipelines = assistant.pipelines
 
         async def open_pipeline(connection: RealtimeConnection) -> SessionPipeline:
