@@ -15,6 +15,7 @@ BENCHMARKS = {
     "pipeline": "benchmarks.pipeline",
     "gpu": "benchmarks.gpu",
     "phone": "benchmarks.phone",
+    "realtime": "benchmarks.realtime",
 }
 
 

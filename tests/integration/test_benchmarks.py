@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import gpu, pipeline
+from benchmarks import gpu, pipeline, realtime
 
 pytestmark = pytest.mark.integration
 
@@ -42,3 +42,17 @@ def test_the_pipeline_benchmark_measures_detector_and_speculation(tmp_path: Path
     calls = result["decision_to_model_call_ms"]
     assert calls["plain"]["p50_ms"] > 0  # the model is called after the turn is committed
     assert calls["speculative"]["p95_ms"] < 0  # ... or already at the pause, before the decision
+
+
+def test_the_realtime_benchmark_times_every_path_from_the_true_end_of_speech(tmp_path: Path) -> None:
+    out = tmp_path / "realtime.json"
+    realtime.main(["--prompts", "1", "--rounds", "1", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert [row["n"] for row in result["summary"]] == [1] * 7, result["samples"]
+    for sample in result["samples"]:
+        intervals = list(sample["intervals_s"].values())
+        # The silence rule waits 650 ms after the speech (from where Silero hears it end, which may be
+        # a little before the level rule's end): an end of speech dated 0.4 s late or more (the last
+        # chunk's time, say) or early (the first's) would show here; the tiny model answers in less.
+        assert all(0.45 < interval < 3.0 for interval in intervals), sample
+        assert intervals == sorted(intervals), sample  # the turn ends, then the reply: text, then audio
