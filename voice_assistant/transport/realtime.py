@@ -607,6 +607,8 @@ class RealtimeConnection:
         self._send("response.created", response=self._response_object(response, "in_progress"))
         item = self._item(response.item_id, "assistant", None, status="in_progress")
         self._send("response.output_item.added", response_id=response.id, output_index=0, item=item)
+        # In the conversation too, as OpenAI adds it (Pipecat starts a reply it did not ask for on this).
+        self._send("conversation.item.added", previous_item_id=self._previous_item, item=item)
         self._send("response.content_part.added", **self._where(response), part=self._part(response, ""))
         return response
 
@@ -628,6 +630,7 @@ class RealtimeConnection:
             status="completed" if status == "completed" else "incomplete",
         )
         self._send("response.output_item.done", response_id=response.id, output_index=0, item=item)
+        self._send("conversation.item.done", previous_item_id=self._previous_item, item=item)
         self._send("response.done", response=self._response_object(response, status, item=item))
         self._previous_item = response.item_id
         if self._current is response:
