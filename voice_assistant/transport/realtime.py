@@ -473,8 +473,22 @@ class RealtimeConnection:
             self._pipeline.conversation.cancel_reply()
             await response.ended.wait()
         assert response.done is not None
-        heard_labels = {label for label, end_ms in response.audio_ms if end_ms <= event.audio_end_ms}
-        numbers = sorted({int(label.rsplit(".", 1)[1]) for label in heard_labels})
+        # audio_end_ms is whole milliseconds (Pipecat sends the length it played, floored): a piece ending
+        # within that millisecond was heard.
+        heard_labels = {label for label, end_ms in response.audio_ms if end_ms < event.audio_end_ms + 1}
+        if response.done.interrupted or len(heard_labels) < len(response.audio_ms):
+            await self._store_heard(response, heard_labels, event.event_id)
+        # else: played to its end (Pipecat truncates so when the user next speaks): nothing was cut
+        self._send(
+            "conversation.item.truncated",
+            item_id=event.item_id,
+            content_index=event.content_index,
+            audio_end_ms=event.audio_end_ms,
+        )
+
+    async def _store_heard(self, response: _Response, labels: set[str], event_id: str | None) -> None:
+        assert response.done is not None
+        numbers = sorted({int(label.rsplit(".", 1)[1]) for label in labels})
         sentences = spoken_sentences(response.done.text)
         heard = " ".join(sentences[n] for n in numbers if n < len(sentences))
         try:
@@ -482,14 +496,8 @@ class RealtimeConnection:
         except Exception as exc:
             logger.warning("truncate not stored: %s", exc, extra={"session": self.session_id})
             raise rt.ProtocolError(
-                "the truncation could not be stored", code="store_unavailable", event_id=event.event_id
+                "the truncation could not be stored", code="store_unavailable", event_id=event_id
             ) from exc
-        self._send(
-            "conversation.item.truncated",
-            item_id=event.item_id,
-            content_index=event.content_index,
-            audio_end_ms=event.audio_end_ms,
-        )
 
     async def _retrieve(self, event: rt.ItemRetrieve) -> None:
         record = await self._store.get_session(self.session_id)
