@@ -128,6 +128,14 @@ async def test_a_spoken_turn_gets_the_documented_events_and_a_spoken_reply(
     ]
     positions = [first_index(events, kind) for kind in order]
     assert positions == sorted(positions), kinds
+    item_events = ("conversation.item.added", "conversation.item.done")
+    items = [(e.type, e.item.role, e.item.status) for e in events if e.type in item_events]
+    assert items == [
+        ("conversation.item.added", "user", "completed"),
+        ("conversation.item.done", "user", "completed"),
+        ("conversation.item.added", "assistant", "in_progress"),  # the reply's item, as OpenAI adds it
+        ("conversation.item.done", "assistant", "completed"),
+    ]
     started, stopped = events[positions[0]], events[positions[1]]
     assert started.item_id == stopped.item_id == events[positions[2]].item_id
     assert 0 <= started.audio_start_ms < stopped.audio_end_ms

@@ -486,8 +486,22 @@ class RealtimeConnection:
             self._pipeline.conversation.cancel_reply()
             await response.ended.wait()
         assert response.done is not None
-        heard_labels = {label for label, end_ms in response.audio_ms if end_ms <= event.audio_end_ms}
-        numbers = sorted({int(label.rsplit(".", 1)[1]) for label in heard_labels})
+        # audio_end_ms is whole milliseconds (Pipecat sends the length it played, floored): a piece ending
+        # within that millisecond was heard.
+        heard_labels = {label for label, end_ms in response.audio_ms if end_ms < event.audio_end_ms + 1}
+        if response.done.interrupted or len(heard_labels) < len(response.audio_ms):
+            await self._store_heard(response, heard_labels, event.event_id)
+        # else: played to its end (Pipecat truncates so when the user next speaks): nothing was cut
+        self._send(
+            "conversation.item.truncated",
+            item_id=event.item_id,
+            content_index=event.content_index,
+            audio_end_ms=event.audio_end_ms,
+        )
+
+    async def _store_heard(self, response: _Response, labels: set[str], event_id: str | None) -> None:
+        assert response.done is not None
+        numbers = sorted({int(label.rsplit(".", 1)[1]) for label in labels})
         sentences = spoken_sentences(response.done.text)
         heard = " ".join(sentences[n] for n in numbers if n < len(sentences))
         try:
@@ -495,14 +509,8 @@ class RealtimeConnection:
         except Exception as exc:
             logger.warning("truncate not stored: %s", exc, extra={"session": self.session_id})
             raise rt.ProtocolError(
-                "the truncation could not be stored", code="store_unavailable", event_id=event.event_id
+                "the truncation could not be stored", code="store_unavailable", event_id=event_id
             ) from exc
-        self._send(
-            "conversation.item.truncated",
-            item_id=event.item_id,
-            content_index=event.content_index,
-            audio_end_ms=event.audio_end_ms,
-        )
 
     async def _retrieve(self, event: rt.ItemRetrieve) -> None:
         record = await self._store.get_session(self.session_id)
@@ -620,6 +628,8 @@ class RealtimeConnection:
         self._send("response.created", response=self._response_object(response, "in_progress"))
         item = self._item(response.item_id, "assistant", None, status="in_progress")
         self._send("response.output_item.added", response_id=response.id, output_index=0, item=item)
+        # In the conversation too, as OpenAI adds it (Pipecat starts a reply it did not ask for on this).
+        self._send("conversation.item.added", previous_item_id=self._previous_item, item=item)
         self._send("response.content_part.added", **self._where(response), part=self._part(response, ""))
         return response
 
@@ -641,6 +651,7 @@ class RealtimeConnection:
             status="completed" if status == "completed" else "incomplete",
         )
         self._send("response.output_item.done", response_id=response.id, output_index=0, item=item)
+        self._send("conversation.item.done", previous_item_id=self._previous_item, item=item)
         self._send("response.done", response=self._response_object(response, status, item=item))
         self._previous_item = response.item_id
         if self._current is response:
