@@ -3,11 +3,13 @@ in a call, each frame of the caller's audio reported to the load sensor."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
+from fastapi import WebSocketDisconnect
 from sqlalchemy.exc import OperationalError
 
 from tests.fakes import FakeAudioLM, FakeSynthesizer, InlineStore, RecordingStreams
@@ -18,7 +20,13 @@ from voice_assistant.metrics import Metrics
 from voice_assistant.session.hub import EventHub
 from voice_assistant.session.pipeline import Answering, Pipelines, TurnTaking
 from voice_assistant.transport import twilio
-from voice_assistant.transport.phone import FRAME_BYTES, INTERNAL_ERROR, MULAW_SILENCE, PhoneCall
+from voice_assistant.transport.phone import (
+    FRAME_BYTES,
+    INTERNAL_ERROR,
+    MULAW_SILENCE,
+    UNSUPPORTED_DATA,
+    PhoneCall,
+)
 from voice_assistant.turn.vad import SileroModel
 
 pytestmark = pytest.mark.unit
@@ -28,15 +36,19 @@ pytestmark = pytest.mark.unit
 class ScriptedSocket:
     """The FastAPI WebSocket of a media stream that sends `incoming` and records how it was closed."""
 
-    incoming: list[str]
+    incoming: list[str | bytes]
     closed: tuple[int, str] | None = None
     sent: list[str] = field(default_factory=list)
 
     async def accept(self) -> None:
         return None
 
-    async def receive_text(self) -> str:
-        return self.incoming.pop(0)
+    async def receive(self) -> dict[str, object]:
+        if not self.incoming:
+            return {"type": "websocket.disconnect", "code": 1000}
+        message = self.incoming.pop(0)
+        kind = "text" if isinstance(message, str) else "bytes"
+        return {"type": "websocket.receive", kind: message}
 
     async def send_text(self, text: str) -> None:
         self.sent.append(text)
@@ -96,3 +108,24 @@ async def test_a_call_reports_each_frame_it_receives_to_the_load_sensor_while_it
     )
     await call.run()
     assert audio.received == [[0.02] * 50] and audio.connected_now == 0
+
+
+async def test_a_binary_frame_closes_the_stream_with_a_reason_not_a_traceback(
+    inline_store: InlineStore,
+) -> None:
+    async def spend_token(token: str) -> str | None:
+        raise AssertionError("never reached: the stream closes before its start")
+
+    metrics = Metrics()
+    socket = ScriptedSocket([json.dumps({"event": "connected", "protocol": "Call"}), b"\x00\x01binary"])
+    call = PhoneCall(
+        socket,  # type: ignore[arg-type]
+        pipelines=Pipelines(store=inline_store, hub=EventHub(), metrics=metrics),
+        metrics=metrics,
+        audio=RecordingStreams(),
+        spend_token=spend_token,
+        greeting="",
+    )
+    with contextlib.suppress(WebSocketDisconnect):  # the route suppresses it, as for every close
+        await call.run()
+    assert socket.closed == (UNSUPPORTED_DATA, "media streams are JSON text messages, not binary")

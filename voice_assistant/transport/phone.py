@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 FRAME_BYTES = TELEPHONE_RATE // 50
 """20 ms of 8 kHz mu-law: what each outgoing media message carries, as Twilio's own do."""
 MULAW_SILENCE = b"\xff"
-POLICY_VIOLATION, MESSAGE_TOO_BIG, INTERNAL_ERROR = 1008, 1009, 1011
+UNSUPPORTED_DATA, POLICY_VIOLATION, MESSAGE_TOO_BIG, INTERNAL_ERROR = 1003, 1008, 1009, 1011
 MAX_GARBAGE_IN_A_ROW = 50
 FAREWELL = "I have to hang up now. Call again and we will carry on where we left off. Goodbye."
 """Said when the server drains: a call cannot move to another instance, the caller's next call can."""
@@ -152,8 +152,15 @@ class PhoneCall:
             return None
 
     async def _receive(self) -> twilio.Incoming | None:
-        """The next useful message; None for garbage or events this bridge ignores."""
-        text = await self._socket.receive_text()
+        """The next useful message; None for garbage or events this bridge ignores. A binary frame is
+        no Media Streams message at all (Twilio sends JSON text): the stream is closed with why."""
+        frame = await self._socket.receive()
+        if frame["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(frame.get("code", 1000))
+        text = frame.get("text")
+        if text is None:
+            await self._socket.close(UNSUPPORTED_DATA, "media streams are JSON text messages, not binary")
+            raise WebSocketDisconnect(UNSUPPORTED_DATA)
         if len(text) > twilio.MAX_MESSAGE_CHARS:
             await self._socket.close(MESSAGE_TOO_BIG, "message too large for a media stream")
             raise WebSocketDisconnect(MESSAGE_TOO_BIG)
