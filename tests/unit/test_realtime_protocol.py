@@ -11,7 +11,8 @@ from voice_assistant.config import TurnSettings
 from voice_assistant.metrics import Metrics
 from voice_assistant.session.pipeline import SessionPipeline
 from voice_assistant.transport import realtime_protocol as rt
-from voice_assistant.transport.realtime import RealtimeConnection, described, turn_settings
+from voice_assistant.transport.realtime import RealtimeConnection
+from voice_assistant.transport.realtime_turns import described, turn_settings
 from voice_assistant.tts.sentences import spoken_sentences
 from voice_assistant.web.realtime import ClientSecrets
 
