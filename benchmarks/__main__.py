@@ -16,6 +16,7 @@ BENCHMARKS = {
     "gpu": "benchmarks.gpu",
     "phone": "benchmarks.phone",
     "realtime": "benchmarks.realtime",
+    "reliability": "benchmarks.reliability",
 }
 
 

@@ -84,6 +84,8 @@ class Assistant:
             if settings.web.warmup:
                 await model.warm_up()
             await self.store.ping()
+            if cut_off := await self.store.mark_cut_off(before=utc_now()):
+                logger.warning("%d replies were cut off when a server stopped mid-reply: marked so", cut_off)
             self.pipelines.load(
                 turn_taking,
                 Answering(

@@ -12,7 +12,7 @@ import pytest
 from voice_assistant.audio.codec import decode
 from voice_assistant.errors import UnknownSession
 from voice_assistant.history.limits import RATE_WINDOW, Rate
-from voice_assistant.history.store import HistoryStore, NewTurn, ReplyOutcome
+from voice_assistant.history.store import CUT_OFF, HistoryStore, NewTurn, ReplyOutcome
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +57,30 @@ async def test_a_turn_and_its_reply_round_trip(store: HistoryStore) -> None:
     samples, rate = decode(await store.turn_audio(session_id, 0))
     assert rate == 16_000 and len(samples) == 24_000
     assert np.allclose(samples, 0.25, atol=1e-4)
+
+
+async def test_replies_that_never_ended_read_as_cut_off_and_a_late_end_heals_the_mark(
+    store: HistoryStore,
+) -> None:
+    session_id, other = await store.create_session(now=T0), await store.create_session(now=T0)
+    done = await store.add_turn(session_id, turn(1.0))
+    await store.finish_reply(session_id, done, ReplyOutcome("Hi.", False, None, T0, T0, {}))
+    in_flight = await store.add_turn(session_id, turn(1.0))
+    later = await store.add_turn(session_id, turn(1.0, at=T0 + timedelta(minutes=5)))
+    elsewhere = await store.add_turn(other, turn(1.0))
+
+    before = T0 + timedelta(minutes=1)
+    assert await store.mark_cut_off(before=before, session_id=session_id) == 1
+    assert await store.mark_cut_off(before=before) == 1  # the other session's, the rest already marked
+    turns = (await store.get_session(session_id)).turns
+    assert [(t.interrupted, t.error) for t in turns] == [(False, None), (True, CUT_OFF), (False, None)]
+    assert (await store.get_session(other)).turns[elsewhere].error == CUT_OFF
+    assert later == 2
+
+    # The reply was alive after all (another instance's): its end overwrites the mark.
+    await store.finish_reply(session_id, in_flight, ReplyOutcome("Late.", False, None, T0, T0, {}))
+    healed = (await store.get_session(session_id)).turns[in_flight]
+    assert (healed.reply_text, healed.interrupted, healed.error) == ("Late.", False, None)
 
 
 async def test_indices_follow_each_other_even_when_written_at_once(store: HistoryStore) -> None:

@@ -25,8 +25,11 @@ from voice_assistant.history.records import (
 )
 from voice_assistant.history.tables import SessionRow, TurnRow
 
+CUT_OFF = "cut off: the server stopped before the reply was done"
+"""The `error` of a turn whose reply was in flight when its server died."""
+
 # The records are part of the store's interface: callers import them from here.
-__all__ = ["HistoryStore", "NewTurn", "PastTurn", "ReplyOutcome", "SessionRecord", "TurnRecord"]
+__all__ = ["CUT_OFF", "HistoryStore", "NewTurn", "PastTurn", "ReplyOutcome", "SessionRecord", "TurnRecord"]
 
 
 class HistoryStore(CallerDirectory, LimitBook):
@@ -148,6 +151,25 @@ class HistoryStore(CallerDirectory, LimitBook):
             )
 
         await self._run(work)
+
+    async def mark_cut_off(self, *, before: datetime, session_id: str | None = None) -> int:
+        """Mark the replies that never ended (their server died mid-reply: SIGKILL, a lost machine) as
+        cut off, so that the history reads as what happened; how many. A turn's reply is written once,
+        when it ends (`finish_reply`), so a turn without `reply_done_at` or an error, committed before
+        `before`, had its reply in flight when its server stopped. A reply still in flight elsewhere (a
+        sweep races another instance) heals itself: its `finish_reply` overwrites the mark."""
+
+        def work(s: Session) -> int:
+            where = [TurnRow.reply_done_at.is_(None), TurnRow.error.is_(None), TurnRow.turn_ended_at < before]
+            if session_id is not None:
+                where.append(TurnRow.session_id == session_id)
+            result = cast(
+                CursorResult[Any],
+                s.execute(update(TurnRow).where(*where).values(interrupted=True, error=CUT_OFF)),
+            )
+            return int(result.rowcount)
+
+        return await self._run(work)
 
     async def set_heard(self, session_id: str, index: int, heard: str) -> None:
         """What the user heard of a spoken reply, once the client says where its playback stopped

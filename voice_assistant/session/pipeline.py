@@ -8,9 +8,10 @@ passed (and to the session's SSE subscribers), and spoken replies to the sink it
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from voice_assistant.audio.pcm import Samples
+from voice_assistant.clock import utc_now
 from voice_assistant.config import TurnSettings
 from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.events import ErrorRaised, Event, Publish
@@ -157,6 +158,10 @@ class Pipelines:
             voice = Voice(
                 answering.synthesizer, sink, report=lambda message: fan_out(ErrorRaised(message=message))
             )
+        # A reply in flight on an instance that died (the client came back here) reads as cut off.
+        await self._store.mark_cut_off(
+            before=utc_now() - timedelta(seconds=answering.reply_timeout_s), session_id=session_id
+        )
         conversation = Conversation(
             session_id=session_id,
             next_index=await self._store.turn_count(session_id),

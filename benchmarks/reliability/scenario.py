@@ -1,0 +1,161 @@
+"""What every reliability scenario shares: its result row, and a caller that talks to a real server.
+
+A scenario starts real server processes, holds a real conversation with them (`Caller`: aiortc, real
+human speech paced in real time), injects one fault in the middle of it, and then counts, from the
+client's events and from the server's own history API, what was spoken, what was stored and what was
+lost. A committed turn is one the server announced with `turn_ended`: the store had it by then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from benchmarks.human_set import trimmed
+from benchmarks.human_speech import asterisk_prompt
+from benchmarks.speech import RATE
+from voice_assistant.client import VoiceClient
+
+PROMPTS = ("conf-onlyperson", "conf-getpin", "conf-locked", "conf-kicked", "conf-noempty", "conf-adminmenu")
+"""Asterisk prompts of one sentence each: the caller's turns, in turn."""
+LEAD_S = 0.4
+TAIL_S = 1.6
+"""Silence before and after each sentence: the server's end of turn needs the pause after it."""
+TURN_S = 60.0
+"""How long one turn may take, its speech to its `reply_done`."""
+
+
+@dataclass
+class Outcome:
+    """One scenario's row: what was injected, what the client saw, what the server kept."""
+
+    scenario: str
+    injected: str
+    spoken: int = 0
+    """Turns the caller spoke to the end."""
+    committed: int = 0
+    """Of those, the turns the server announced as stored (`turn_ended`)."""
+    stored: int = 0
+    """Turns in the server's history afterwards (its REST API, from a server started anew if need be)."""
+    lost: int = 0
+    """Committed turns missing from the history: the figure that must be 0."""
+    client_errors: list[str] = field(default_factory=list)
+    """The `error` events (or refusals) the client saw, in order."""
+    recovery_s: float | None = None
+    """From the fault's end to the first turn answered again."""
+    checks: dict[str, bool] = field(default_factory=dict)
+    """What else the scenario asserts (e.g. "interrupted turn marked"), each true or false."""
+    notes: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.lost == 0 and all(self.checks.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a scenario runs: a fresh folder of its own, PostgreSQL when there is one, and how long."""
+
+    root: Path
+    postgres_url: str | None
+    short: bool
+    """CI's form: shorter outages and fewer turns, the same checks."""
+
+    def folder(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def sentence(turn: int) -> np.ndarray:
+    """The caller's `turn`-th sentence (16 kHz), the prompts in turn."""
+    return trimmed(asterisk_prompt(PROMPTS[turn % len(PROMPTS)]))
+
+
+class Caller:
+    """One caller on WebRTC, turn after turn, resuming its session on every new connection."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session_id: str | None = None
+        self.client: VoiceClient | None = None
+        self.spoken = 0
+        self.committed = 0
+        self.errors: list[str] = []
+        self._seen_errors = 0
+
+    async def connect(self, base_url: str | None = None) -> None:
+        """A new connection (to `base_url`, e.g. a restarted server) that resumes the session."""
+        await self.hang_up()
+        self.base_url = base_url or self.base_url
+        self.client = VoiceClient(self.base_url, session_id=self.session_id)
+        await self.client.connect()
+        self.session_id = self.client.session_id
+
+    async def speak(self, turn: int) -> float:
+        """Say the `turn`-th sentence with its pauses; the wall time its last sample was sent."""
+        assert self.client is not None, "not connected"
+        microphone = self.client.microphone
+        microphone.play(np.zeros(int(LEAD_S * RATE), np.float32))
+        end = microphone.play(sentence(turn))
+        microphone.play(np.zeros(int(TAIL_S * RATE), np.float32))
+        spoken = await end
+        self.spoken += 1
+        return spoken
+
+    async def turn(self, turn: int, *, reply: bool = True) -> bool:
+        """Speak one turn and wait for it to be committed (and answered, with `reply`): whether it was.
+        An `error` event instead of the commit ends the wait (the server said why)."""
+        assert self.client is not None, "not connected"
+        client = self.client
+        ended, done = len(client.events("turn_ended")), len(client.events("reply_done"))
+        await self.speak(turn)
+
+        def settled() -> bool:
+            committed = len(client.events("turn_ended")) > ended
+            answered = len(client.events("reply_done")) > done
+            return (answered if reply else committed) or len(client.events("error")) > self._seen_errors
+
+        try:
+            async with asyncio.timeout(TURN_S):
+                await client.until(settled)
+        except TimeoutError:
+            self.errors.append(f"turn {turn}: nothing within {TURN_S:.0f} s")
+        committed = len(client.events("turn_ended")) > ended
+        self.committed += committed
+        self._note_errors()
+        return committed and (not reply or len(client.events("reply_done")) > done)
+
+    def _note_errors(self) -> None:
+        assert self.client is not None
+        errors = self.client.events("error")
+        self.errors += [str(e.message.get("data", {}).get("message")) for e in errors[self._seen_errors :]]
+        self._seen_errors = len(errors)
+
+    async def hang_up(self) -> None:
+        if self.client is not None:
+            self._note_errors()
+            self._seen_errors = 0
+            await self.client.close()
+            self.client = None
+
+
+async def stored_turns(base_url: str, session_id: str) -> list[dict[str, Any]]:
+    """The session's turns as its server keeps them."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        response = await http.get(f"/api/sessions/{session_id}")
+        response.raise_for_status()
+        return list(response.json()["turns"])
+
+
+def since(start: float) -> float:
+    return round(time.monotonic() - start, 2)
