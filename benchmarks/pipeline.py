@@ -29,6 +29,7 @@ from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import Message
 from voice_assistant.session.conversation import Conversation
+from voice_assistant.session.held_writes import HeldWrites
 from voice_assistant.session.window import WindowPolicy
 from voice_assistant.turn.detector import EndReason
 from voice_assistant.turn.segmenter import TurnSegmenter
@@ -113,6 +114,7 @@ async def decision_to_model(turns: int, *, speculative: bool) -> list[float]:
             session_id=await store.create_session(now=utc_now()),
             next_index=0,
             store=store,
+            held=HeldWrites(store, metrics=Metrics(), capacity_s=600.0),
             model=model,
             policy=WindowPolicy(
                 "Be brief.", audio_turns=4, max_turns=16, token_budget=8000, audio_tokens=model.audio_tokens

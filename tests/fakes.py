@@ -24,7 +24,9 @@ from voice_assistant.audio.pcm import Samples
 from voice_assistant.errors import ModelError
 from voice_assistant.events import Event
 from voice_assistant.history.store import HistoryStore
+from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import Message
+from voice_assistant.session.held_writes import HeldWrites
 from voice_assistant.session.sink import Playout
 from voice_assistant.tts.base import SynthesisError
 from voice_assistant.turn.vad import FRAME_SECONDS
@@ -316,6 +318,11 @@ class RecordingSink:
         await self.playout.played(label)
 
 
+def held_writes(store: HistoryStore, metrics: Metrics) -> HeldWrites:
+    """Held writes that are written only when a test says so (`flush()`): no background task."""
+    return HeldWrites(store, metrics=metrics, capacity_s=600.0)
+
+
 class InlineStore(HistoryStore):
     """A HistoryStore on in-memory SQLite whose calls run inline on the event loop, not in a worker
     thread: a timeline with store calls in it then runs the same way every time."""
@@ -327,10 +334,10 @@ class InlineStore(HistoryStore):
         with self._sessions.begin() as session:
             return fn(session)
 
-    def fail(self, call: str, times: int = 1) -> None:
+    def fail(self, call: str, times: int = 1, error: Exception | None = None) -> None:
         """The next `times` calls of the method `call` fail as every call does while the database is away
-        (a real outage: OperationalError is what SQLAlchemy raises when the server cannot be reached);
-        the calls after them reach the database again."""
+        (a real outage: OperationalError is what SQLAlchemy raises when the server cannot be reached),
+        or with `error`; the calls after them reach the database again."""
         real = getattr(type(self), call).__get__(self)
         left = times
 
@@ -338,7 +345,9 @@ class InlineStore(HistoryStore):
             nonlocal left
             if left > 0:
                 left -= 1
-                raise OperationalError("SELECT 1", None, ConnectionRefusedError("connection refused"))
+                raise error or OperationalError(
+                    "SELECT 1", None, ConnectionRefusedError("connection refused")
+                )
             return await real(*args, **kwargs)
 
         setattr(self, call, down)

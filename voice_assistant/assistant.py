@@ -18,6 +18,7 @@ from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
 from voice_assistant.model.registry import ModelLoader, load_model
+from voice_assistant.session.held_writes import HeldWrites
 from voice_assistant.session.hub import EventHub
 from voice_assistant.session.pipeline import Answering, Pipelines, TurnTaking
 from voice_assistant.session.window import WindowPolicy
@@ -27,6 +28,9 @@ from voice_assistant.turn.semantic import load_end_of_turn
 from voice_assistant.turn.vad import FRAME_SAMPLES, SileroModel
 
 logger = logging.getLogger(__name__)
+
+HELD_WRITES_AT_STOP_S = 5.0
+"""How long a stopping server goes on trying to write what it holds for an unreachable store."""
 
 
 def window_policy(settings: Settings, model: AudioLM) -> WindowPolicy:
@@ -51,7 +55,8 @@ class Assistant:
         self.leases = Leases(self.store, ttl_s=settings.storage.lease_ttl_s)
         self.hub = EventHub.for_database(settings.storage.resolved_database_url)
         self.metrics = Metrics()
-        self.pipelines = Pipelines(store=self.store, hub=self.hub, metrics=self.metrics)
+        self.held = HeldWrites(self.store, metrics=self.metrics, capacity_s=settings.storage.hold_seconds)
+        self.pipelines = Pipelines(store=self.store, held=self.held, hub=self.hub, metrics=self.metrics)
         self._model_loader = model_loader
         self._model: AudioLM | None = None
         self.ready = asyncio.Event()
@@ -70,6 +75,7 @@ class Assistant:
         settings = self.settings
         self.leases.start()
         self.hub.start()
+        self.held.start()
         try:
             turns = settings.turns
             end_of_turn = await asyncio.to_thread(load_end_of_turn, turns.end_of_turn, turns.smart_turn_path)
@@ -122,6 +128,7 @@ class Assistant:
             return None
 
     async def close(self) -> None:
+        await self.held.close(timeout_s=HELD_WRITES_AT_STOP_S)
         if self._model is not None:
             await self._model.aclose()
         await self.leases.close()

@@ -413,6 +413,13 @@ class StorageSettings(SettingsGroup):
         description="How long an instance's share of the common limits (open connections per site key, "
         "calls) outlives it when it dies; it renews them every third of this.",
     )
+    hold_seconds: float = Field(
+        default=600.0,
+        ge=0.0,
+        validation_alias="store_hold_seconds",
+        description="Seconds of user audio (about 2 MB a minute) a server holds while its database is "
+        "unreachable, written in order once it is back; past this a turn is lost (and counted).",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -30,11 +30,13 @@ class TurnStarted(Event):
 
 @dataclass(frozen=True)
 class TurnEnded(Event):
-    """Sent once the turn's audio is committed to the store."""
+    """Sent once the turn's audio is committed to the store, or held for it while it is unreachable."""
 
     type: ClassVar[str] = "turn_ended"
     turn: int
     audio_seconds: float
+    held: bool | None = None
+    """True when the store was unreachable: this server holds the turn and stores it once it is back."""
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,14 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.held_turns = Gauge(
+            "va_store_held_writes",
+            "Turns and replies held while the store is unreachable, to be written once it is back.",
+            registry=self.registry,
+        )
+        self.turns_lost = Counter(
+            "va_turns_lost", "Finished turns that could not be stored, held or not.", registry=self.registry
+        )
         self.audio_received = Counter(
             "va_audio_received_seconds",
             "Caller audio that reached the turn detector.",

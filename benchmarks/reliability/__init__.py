@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import tempfile
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from benchmarks.reliability.database import database_outage
 from benchmarks.reliability.scenario import Context, Outcome
 from benchmarks.reliability.server_kill import server_kill
 from benchmarks.report import RESULTS, format_table, machine, now, write_json
@@ -24,6 +26,7 @@ from benchmarks.server import keep_webrtc_on_loopback
 Scenario = Callable[[Context], Awaitable[Outcome]]
 SCENARIOS: dict[str, Scenario] = {
     "server-kill": server_kill,
+    "database-outage": database_outage,
 }
 
 
@@ -69,13 +72,22 @@ def main(argv: Sequence[str]) -> None:
         help="a PostgreSQL the scenarios may stop and start (default: $VA_TEST_POSTGRES_URL)",
     )
     parser.add_argument("--out", type=Path, default=None, help="default: results/reliability[-short].json")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the servers' folders and logs, and say where"
+    )
     args = parser.parse_args(argv)
     names = [name for name in args.scenarios.split(",") if name]
     if unknown := set(names) - set(SCENARIOS):
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-    with tempfile.TemporaryDirectory(prefix="va-reliability-") as root:
-        context = Context(Path(root), args.postgres_url, args.short)
-        outcomes = asyncio.run(run(names, context))
+    root = Path(tempfile.mkdtemp(prefix="va-reliability-"))
+    root.chmod(0o755)  # a scenario's PostgreSQL runs as the postgres user, and must reach its folder
+    try:
+        outcomes = asyncio.run(run(names, Context(root, args.postgres_url, args.short)))
+    finally:
+        if args.keep:
+            print(f"the servers' folders and logs: {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     print(format_table(HEADER, [row(outcome) for outcome in outcomes]))
     out = args.out or RESULTS / ("reliability-short.json" if args.short else "reliability.json")
     write_json(

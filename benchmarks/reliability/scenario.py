@@ -53,6 +53,13 @@ class Outcome:
     """What else the scenario asserts (e.g. "interrupted turn marked"), each true or false."""
     notes: str = ""
 
+    def count(self, caller: Caller, stored: list[dict[str, Any]]) -> None:
+        """The turn counts, from what the caller was told and what the server's history holds."""
+        kept = {turn["index"] for turn in stored}
+        self.spoken, self.committed, self.stored = caller.spoken, len(caller.committed_turns), len(kept)
+        self.lost = len(caller.committed_turns - kept)
+        self.client_errors = caller.errors
+
     @property
     def passed(self) -> bool:
         return self.lost == 0 and all(self.checks.values())
@@ -89,7 +96,8 @@ class Caller:
         self.session_id: str | None = None
         self.client: VoiceClient | None = None
         self.spoken = 0
-        self.committed = 0
+        self.committed_turns: set[int] = set()
+        """The turn numbers the server announced as stored (`turn_ended`), on every connection."""
         self.errors: list[str] = []
         self._seen_errors = 0
 
@@ -113,27 +121,36 @@ class Caller:
         return spoken
 
     async def turn(self, turn: int, *, reply: bool = True) -> bool:
-        """Speak one turn and wait for it to be committed (and answered, with `reply`): whether it was.
-        An `error` event instead of the commit ends the wait (the server said why)."""
+        """Speak one turn and wait for the server to commit it (and answer it, with `reply`), or to say
+        why not (an `error` about that turn): whether it was committed (and answered)."""
         assert self.client is not None, "not connected"
         client = self.client
-        ended, done = len(client.events("turn_ended")), len(client.events("reply_done"))
+        started = len(client.events("turn_started"))
         await self.speak(turn)
 
-        def settled() -> bool:
-            committed = len(client.events("turn_ended")) > ended
-            answered = len(client.events("reply_done")) > done
-            return (answered if reply else committed) or len(client.events("error")) > self._seen_errors
+        def about(kind: str, index: int) -> bool:
+            return any(e.message["data"].get("turn") == index for e in client.events(kind))
 
         try:
             async with asyncio.timeout(TURN_S):
-                await client.until(settled)
+                await client.until(lambda: len(client.events("turn_started")) > started)
+                index = client.events("turn_started")[started].message["data"]["turn"]
+                await client.until(
+                    lambda: about("reply_done" if reply else "turn_ended", index) or about("error", index)
+                )
         except TimeoutError:
-            self.errors.append(f"turn {turn}: nothing within {TURN_S:.0f} s")
-        committed = len(client.events("turn_ended")) > ended
-        self.committed += committed
+            last = [(e.message["type"], e.message["data"].get("turn")) for e in client.events()[-6:]]
+            self.errors.append(f"turn {turn}: nothing within {TURN_S:.0f} s (the last events: {last})")
+            return False
+        finally:
+            self._note()
+        return about("turn_ended", index) and (not reply or about("reply_done", index))
+
+    def _note(self) -> None:
+        """What this connection has said so far: the turns it committed, its errors."""
+        assert self.client is not None
+        self.committed_turns |= {e.message["data"]["turn"] for e in self.client.events("turn_ended")}
         self._note_errors()
-        return committed and (not reply or len(client.events("reply_done")) > done)
 
     def _note_errors(self) -> None:
         assert self.client is not None
@@ -143,7 +160,7 @@ class Caller:
 
     async def hang_up(self) -> None:
         if self.client is not None:
-            self._note_errors()
+            self._note()
             self._seen_errors = 0
             await self.client.close()
             self.client = None

@@ -40,7 +40,6 @@ async def server_kill(context: Context) -> Outcome:
         killed = time.monotonic()
         await asyncio.to_thread(server.process.wait)
         await speaking
-        caller.committed = len(client.events("turn_ended"))
         await caller.hang_up()
 
         await asyncio.to_thread(server.start)
@@ -52,9 +51,7 @@ async def server_kill(context: Context) -> Outcome:
     finally:
         await caller.hang_up()
         await asyncio.to_thread(server.stop)
-    outcome.spoken, outcome.committed, outcome.stored = caller.spoken, caller.committed, len(turns)
-    outcome.lost = max(outcome.committed - len(turns), 0)
-    outcome.client_errors = caller.errors
+    outcome.count(caller, turns)
     outcome.checks["killed turn marked cut off"] = (
         len(turns) > 2 and turns[2]["interrupted"] and turns[2]["error"] == CUT_OFF
     )

@@ -46,6 +46,7 @@ from voice_assistant.model.families import FAMILIES, Family
 from voice_assistant.model.openai_compat import OpenAICompatAudioLM, ServerOptions
 from voice_assistant.model.registry import load_model
 from voice_assistant.session.conversation import Conversation
+from voice_assistant.session.held_writes import HeldWrites
 from voice_assistant.session.window import WindowPolicy, build_window
 from voice_assistant.turn.detector import EndReason
 from voice_assistant.turn.taker import CompletedTurn
@@ -517,6 +518,7 @@ async def test_a_conversation_reports_a_down_server_and_answers_once_it_is_back(
         session_id=await sqlite_store.create_session(now=datetime.now(UTC)),
         next_index=0,
         store=sqlite_store,
+        held=HeldWrites(sqlite_store, metrics=Metrics(), capacity_s=600.0),
         model=lm,
         policy=WindowPolicy(
             system_prompt="Be brief.",

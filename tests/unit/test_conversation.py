@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy.exc import DataError
 
 from tests.fakes import (
     EventLog,
@@ -22,6 +23,7 @@ from tests.fakes import (
     Steps,
     audio_tokens_25_per_second,
     failing,
+    held_writes,
     settle,
 )
 from voice_assistant.audio.pcm import Samples
@@ -30,6 +32,7 @@ from voice_assistant.history.store import HistoryStore, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioPart, Message
 from voice_assistant.session.conversation import DISCONNECTED, Conversation
+from voice_assistant.session.held_writes import HeldWrites
 from voice_assistant.session.interruption import Interruptions
 from voice_assistant.session.speech import Voice
 from voice_assistant.session.window import WindowPolicy
@@ -58,16 +61,19 @@ async def open_conversation(
     metrics: Metrics | None = None,
     interruptions: Interruptions | None = None,
     timers: FakeTimers | None = None,
+    held: HeldWrites | None = None,
 ) -> Conversation:
     session_id = await store.create_session(now=datetime.now(UTC))
+    metrics = metrics or Metrics()
     return Conversation(
         session_id=session_id,
         next_index=0,
         store=store,
+        held=held or held_writes(store, metrics),
         model=lm,
         policy=POLICY,
         publish=log,
-        metrics=metrics or Metrics(),
+        metrics=metrics,
         reply_timeout_s=reply_timeout_s,
         voice=voice,
         speculative=speculative,
@@ -426,18 +432,18 @@ def store_errors(metrics: Metrics) -> float | None:
     return metrics.registry.get_sample_value("va_errors_total", {"stage": "store"})
 
 
-async def test_a_reply_that_cannot_be_stored_still_ends_in_reply_done_and_the_next_turn_is_stored(
+async def test_a_reply_the_store_cannot_take_ends_in_reply_done_and_is_held_until_it_is_back(
     inline_store: InlineStore, unretrieved: list[dict[str, Any]]
 ) -> None:
     lm = FakeAudioLM([["Hel", "lo."], ["Fine."]])
     log, metrics = EventLog(), Metrics()
-    conversation = await open_conversation(inline_store, lm, log, metrics=metrics)
+    held = held_writes(inline_store, metrics)
+    conversation = await open_conversation(inline_store, lm, log, metrics=metrics, held=held)
     inline_store.fail("finish_reply")  # the database goes away while the first reply is generated
     say(conversation)
     await log.wait_for("reply_done", 1)
     say(conversation)  # it is back
     await log.wait_for("reply_done", 2)
-    await conversation.close()
 
     assert [e.type for e in log.events if e.type != "transcript"][:5] == [
         "turn_started",
@@ -447,24 +453,94 @@ async def test_a_reply_that_cannot_be_stored_still_ends_in_reply_done_and_the_ne
         "error",
     ] and log.events[5].type == "reply_done"
     (error,) = log.of("error")
-    assert error.turn == 0 and error.message == "the reply could not be stored: OperationalError"  # type: ignore[attr-defined]
+    assert error.turn == 0  # type: ignore[attr-defined]
+    assert error.message == "the store is unreachable, so the reply is held: OperationalError"  # type: ignore[attr-defined]
     assert log.of("reply_done")[0].text == "Hello."  # type: ignore[attr-defined]
-    assert store_errors(metrics) == 1
+    assert store_errors(metrics) == 1 and held.count == 1
     turns = (await inline_store.get_session(conversation.session_id)).turns
     assert [(t.index, t.reply_text) for t in turns] == [(0, None), (1, "Fine.")]
 
+    assert await held.flush() and held.count == 0
+    await conversation.close()
+    turns = (await inline_store.get_session(conversation.session_id)).turns
+    assert [(t.index, t.reply_text) for t in turns] == [(0, "Hello."), (1, "Fine.")]
+
 
 @pytest.mark.parametrize("failing_call", ["recent_turns", "add_turn"])
-async def test_a_turn_that_cannot_be_stored_is_an_error_under_its_number_and_the_next_turn_takes_it(
+async def test_turns_the_store_cannot_take_are_answered_held_and_stored_in_order_once_it_is_back(
     inline_store: InlineStore, unretrieved: list[dict[str, Any]], failing_call: str
+) -> None:
+    lm = FakeAudioLM([["Earlier."], ["Held."], ["Behind it."]])
+    log, metrics = EventLog(), Metrics()
+    held = held_writes(inline_store, metrics)
+    conversation = await open_conversation(inline_store, lm, log, metrics=metrics, held=held)
+    say(conversation)
+    await log.wait_for("reply_done", 1)
+    inline_store.fail(failing_call)  # reading the window, or committing the turn, while the database is away
+    say(conversation)
+    await log.wait_for("reply_done", 2)
+    say(conversation)  # the store is back, but this turn waits behind the held one
+    await log.wait_for("reply_done", 3)
+
+    assert [(e.type, getattr(e, "turn", None)) for e in log.events[5:] if e.type != "transcript"] == [
+        ("turn_started", 1),
+        ("error", 1),
+        ("turn_ended", 1),
+        ("reply_delta", 1),
+        ("reply_done", 1),
+        ("turn_started", 2),
+        ("turn_ended", 2),
+        ("reply_delta", 2),
+        ("reply_done", 2),
+    ]
+    (error,) = log.of("error")
+    assert error.message == "the store is unreachable, so the turn is held: OperationalError"  # type: ignore[attr-defined]
+    assert [getattr(e, "held", None) for e in log.of("turn_ended")] == [None, True, True]
+    # The held turn was answered from itself alone (the system prompt, it) when the history could not be
+    # read, else from the history too (the system prompt, turn 0 and its reply, it).
+    assert len(lm.heard[1]) == {"recent_turns": 2, "add_turn": 4}[failing_call]
+    assert held.count == 2 and store_errors(metrics) == 1
+    assert (await inline_store.get_session(conversation.session_id)).turn_count == 1
+
+    assert await held.flush() and held.count == 0
+    await conversation.close()
+    turns = (await inline_store.get_session(conversation.session_id)).turns
+    assert [(t.index, t.reply_text) for t in turns] == [(0, "Earlier."), (1, "Held."), (2, "Behind it.")]
+
+
+async def test_a_turn_held_behind_another_is_answered_though_its_speculation_could_not_read_the_window(
+    inline_store: InlineStore, unretrieved: list[dict[str, Any]]
+) -> None:
+    lm = FakeAudioLM([["Held."], ["Behind it."]])
+    log, metrics = EventLog(), Metrics()
+    held = held_writes(inline_store, metrics)
+    conversation = await open_conversation(inline_store, lm, log, metrics=metrics, held=held)
+    inline_store.fail("add_turn")
+    say(conversation)
+    await log.wait_for("reply_done", 1)
+    inline_store.fail("recent_turns")  # the speculation begun at the pause cannot read the window
+    conversation.speech_started()
+    conversation.speech_paused(np.full(12_000, 0.1, np.float32))
+    await settle()
+    conversation.turn_finished(turn())
+    await log.wait_for("reply_done", 2)
+    assert [getattr(e, "held", None) for e in log.of("turn_ended")] == [True, True]
+    assert await held.flush()
+    await conversation.close()
+    turns = (await inline_store.get_session(conversation.session_id)).turns
+    assert [(t.index, t.reply_text) for t in turns] == [(0, "Held."), (1, "Behind it.")]
+
+
+async def test_a_turn_the_store_refuses_is_an_error_under_its_number_and_the_next_turn_takes_it(
+    inline_store: InlineStore, unretrieved: list[dict[str, Any]]
 ) -> None:
     lm = FakeAudioLM([["Back again."]])
     log, metrics = EventLog(), Metrics()
     conversation = await open_conversation(inline_store, lm, log, metrics=metrics)
-    inline_store.fail(failing_call)  # reading the window, or committing the turn, while the database is away
+    inline_store.fail("add_turn", error=DataError("INSERT", None, ValueError("refused")))
     say(conversation)
     (error,) = await log.wait_for("error", 1)
-    assert error.turn == 0 and error.message == "the turn could not be stored: OperationalError"  # type: ignore[attr-defined]
+    assert error.turn == 0 and error.message == "the turn could not be stored: DataError"  # type: ignore[attr-defined]
     assert lm.heard == [] and store_errors(metrics) == 1  # no reply to a turn that is not stored
     say(conversation)
     await log.wait_for("reply_done", 1)

@@ -12,7 +12,7 @@ import pytest
 from fastapi import WebSocketDisconnect
 from sqlalchemy.exc import OperationalError
 
-from tests.fakes import FakeAudioLM, FakeSynthesizer, InlineStore, RecordingStreams
+from tests.fakes import FakeAudioLM, FakeSynthesizer, InlineStore, RecordingStreams, held_writes
 from tests.unit.test_conversation import POLICY
 from tests.unit.test_twilio_codec import START
 from voice_assistant.config import TurnSettings
@@ -68,7 +68,9 @@ async def test_a_call_whose_token_cannot_be_checked_is_closed_with_a_reason_and_
     socket = ScriptedSocket([json.dumps({"event": "connected", "protocol": "Call"}), json.dumps(START)])
     call = PhoneCall(
         socket,  # type: ignore[arg-type]
-        pipelines=Pipelines(store=inline_store, hub=EventHub(), metrics=metrics),
+        pipelines=Pipelines(
+            store=inline_store, held=held_writes(inline_store, metrics), hub=EventHub(), metrics=metrics
+        ),
         metrics=metrics,
         audio=RecordingStreams(),
         spend_token=spend_token,
@@ -84,7 +86,9 @@ async def test_a_call_reports_each_frame_it_receives_to_the_load_sensor_while_it
 ) -> None:
     """What the sensor's lost-audio signal counts (voice_assistant/audio_rate.py): silence too."""
     metrics = Metrics()
-    pipelines = Pipelines(store=inline_store, hub=EventHub(), metrics=metrics)
+    pipelines = Pipelines(
+        store=inline_store, held=held_writes(inline_store, metrics), hub=EventHub(), metrics=metrics
+    )
     answering = Answering(
         FakeAudioLM([]), POLICY, FakeSynthesizer(), 60.0, speculative=False, transcripts=False
     )
@@ -120,7 +124,9 @@ async def test_a_binary_frame_closes_the_stream_with_a_reason_not_a_traceback(
     socket = ScriptedSocket([json.dumps({"event": "connected", "protocol": "Call"}), b"\x00\x01binary"])
     call = PhoneCall(
         socket,  # type: ignore[arg-type]
-        pipelines=Pipelines(store=inline_store, hub=EventHub(), metrics=metrics),
+        pipelines=Pipelines(
+            store=inline_store, held=held_writes(inline_store, metrics), hub=EventHub(), metrics=metrics
+        ),
         metrics=metrics,
         audio=RecordingStreams(),
         spend_token=spend_token,

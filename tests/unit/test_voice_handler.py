@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from fastrtc.utils import Context, current_context
 
-from tests.fakes import FakeAudioLM, InlineStore, RecordingStreams
+from tests.fakes import FakeAudioLM, InlineStore, RecordingStreams, held_writes
 from tests.unit.test_conversation import POLICY
 from voice_assistant.config import TurnSettings
 from voice_assistant.metrics import Metrics
@@ -33,7 +33,9 @@ async def test_a_connection_whose_session_cannot_be_opened_gets_an_error_event_a
     inline_store: InlineStore,
 ) -> None:
     metrics = Metrics()
-    pipelines = Pipelines(store=inline_store, hub=EventHub(), metrics=metrics)
+    pipelines = Pipelines(
+        store=inline_store, held=held_writes(inline_store, metrics), hub=EventHub(), metrics=metrics
+    )
     answering = Answering(FakeAudioLM([]), POLICY, None, 60.0, speculative=False, transcripts=False)
     pipelines.load(TurnTaking(None, TurnSettings(), None), answering)  # type: ignore[arg-type]  # no VAD runs
     session_id = await inline_store.create_session(now=datetime.now(UTC))

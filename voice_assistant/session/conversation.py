@@ -9,8 +9,11 @@ speculatively at the pause that ended the turn; it is adopted then, or discarded
 the user speaks on. Speech over a spoken reply first only pauses it (session/interruption.py): the
 user turn is announced, and the reply cut, once the speech proves a turn; a backchannel or noise
 resumes the reply and is no turn at all (no `turn_started`, no index, nothing stored). A store call
-that fails is an `error` event (see store_failures.py) and the session goes on: a turn that could not
-be stored gets no reply, a reply that could not be stored still ends in its `reply_done`.
+that fails is an `error` event (see store_failures.py) and the session goes on. While the store is
+unreachable, turns and replies are held (session/held_writes.py) and stored in order once it is back: such
+a turn is answered from itself alone (the history cannot be read); a turn the store refused, or that
+finds the held ones at their bound, gets no reply, and a reply that could not be stored still ends in its
+`reply_done`.
 
 A client may also take turns itself (the Realtime protocol's manual mode): `commit` a turn it cut, and
 have it answered at once or only when it asks (`respond`), with instructions of its own.
@@ -28,9 +31,11 @@ from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.clock import Clock, utc_now
 from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.events import ErrorRaised, Publish, ReplyDone, TurnEnded, TurnStarted
+from voice_assistant.history.database import unreachable
 from voice_assistant.history.store import HistoryStore, NewTurn, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
+from voice_assistant.session.held_writes import HeldTurn, HeldWrites
 from voice_assistant.session.interruption import Interruptions, Overlap
 from voice_assistant.session.reply import Reply, ReplyEnd
 from voice_assistant.session.speculation import Speculation
@@ -44,6 +49,10 @@ from voice_assistant.turn.taker import CompletedTurn
 logger = logging.getLogger(__name__)
 
 DISCONNECTED = "client disconnected before the reply"
+HELD_TURN = "the store is unreachable, so the turn is held"
+HELD_REPLY = "the store is unreachable, so the reply is held"
+HELD_FULL = "the store is unreachable and this server holds all it can, so the turn is lost"
+"""Each `error` adds the store's error type; what is held is stored once the store is back."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class Conversation:
         *,
         session_id: str,
         store: HistoryStore,
+        held: HeldWrites,
         model: AudioLM,
         policy: WindowPolicy,
         publish: Publish,
@@ -89,6 +99,9 @@ class Conversation:
         """Without `interruptions`, any speech over a reply interrupts it at once (plain barge-in)."""
         self.session_id = session_id
         self._store = store
+        self._held = held
+        self._held_turns: dict[int, HeldTurn] = {}
+        """This session's turns held for the store, by number, until their reply is handed over too."""
         self._model = model
         self._policy = policy
         self._publish = publish
@@ -313,42 +326,71 @@ class Conversation:
         )
         return build_window(self._window_policy(instructions), past, current)
 
-    async def _commit(self, pending: _Pending) -> tuple[int, Window, Speculation | None] | None:
-        """Read the turn's window and store the turn: its index, its window and the speculation still
-        usable; None when the store failed (reported, and the speculation stopped)."""
+    async def _commit(self, pending: _Pending) -> tuple[int, Window, Speculation | None, bool] | None:
+        """Read the turn's window and store the turn: its index, its window, the speculation still usable
+        and whether the turn is only held (the store unreachable); None when the store refused it or it
+        could not be held (reported, and the speculation stopped)."""
         turn, speculation = pending.turn, pending.speculation
+        current = turn.audio if turn.text is None else turn.text
+        window: Window | None = None
+        new_turn = NewTurn(
+            audio=turn.audio,
+            speech_start=turn.speech_start,
+            speech_end=turn.speech_end,
+            turn_ended_at=turn.decided_at,
+            transcript=turn.text,
+        )
         try:
-            window: Window | None = None
+            if self._held.holding(self.session_id):
+                raise _HoldBehind()
             if speculation is not None:
                 try:
                     window = await speculation.window
                 except asyncio.CancelledError:  # discarded, or it could not read the window
                     speculation = None
             if window is None:
-                window = await self._window_for(turn.audio if turn.text is None else turn.text)
-            context = {**window.context, "end": str(turn.reason), "speculative": speculation is not None}
+                window = await self._window_for(current)
             index = await self._store.add_turn(
-                self.session_id,
-                NewTurn(
-                    audio=turn.audio,
-                    speech_start=turn.speech_start,
-                    speech_end=turn.speech_end,
-                    turn_ended_at=turn.decided_at,
-                    context=context,
-                    transcript=turn.text,
-                ),
+                self.session_id, self._with_context(new_turn, window, str(turn.reason), speculation)
             )
         except Exception as exc:
+            if isinstance(exc, _HoldBehind) or unreachable(exc):
+                if window is None:  # the history could not be read: the reply hears this turn alone
+                    if speculation is not None:
+                        speculation.cancel()  # begun on a window it could not read, or never read
+                        speculation = None
+                    window = build_window(self._window_policy(None), [], current)
+                if self._hold(
+                    pending, self._with_context(new_turn, window, str(turn.reason), speculation), exc
+                ):
+                    return pending.announced, window, speculation, True
             if speculation is not None:
                 speculation.cancel()
             # Not stored, so the store gives its index to the next turn: announce that one under it too.
             self._next_index -= 1
             if isinstance(exc, VoiceAssistantError):  # the session was deleted meanwhile
                 self._report(str(exc), stage="turn", turn=pending.announced)
-            else:
+            elif not unreachable(exc) and not isinstance(exc, _HoldBehind):
                 self._publish(self._store_failure("the turn could not be stored", exc, pending.announced))
             return None
-        return index, window, speculation
+        return index, window, speculation, False
+
+    @staticmethod
+    def _with_context(turn: NewTurn, window: Window, end: str, speculation: Speculation | None) -> NewTurn:
+        """The turn as stored: with what its reply heard, how it ended, whether it was speculated."""
+        return replace(turn, context={**window.context, "end": end, "speculative": speculation is not None})
+
+    def _hold(self, pending: _Pending, turn: NewTurn, error: Exception) -> bool:
+        """Hold the turn for the store, and say so: whether it is held (else it is lost, and said so)."""
+        held = self._held.hold_turn(self.session_id, turn)
+        if held is None:
+            logger.error("a turn is lost: the writes held for the store are at VA_STORE_HOLD_SECONDS")
+            self._report(HELD_FULL, stage="store", turn=pending.announced)
+            return False
+        self._held_turns[pending.announced] = held
+        if not isinstance(error, _HoldBehind):
+            self._publish(self._store_failure(HELD_TURN, error, pending.announced))
+        return True
 
     def _store_failure(self, what: str, error: Exception, turn: int) -> ErrorRaised:
         return store_failure(what, error, metrics=self._metrics, session_id=self.session_id, turn=turn)
@@ -357,13 +399,14 @@ class Conversation:
         committed = await self._commit(pending)
         if committed is None:
             return
-        turn, (index, window, speculation) = pending.turn, committed
+        turn, (index, window, speculation, held) = pending.turn, committed
         committed_at = self._clock()
-        if self._transcriber is not None and turn.text is None:
+        if self._transcriber is not None and turn.text is None and not held:
             self._transcriber.add(index, turn.audio)
         self._metrics.turns.labels(str(turn.reason)).inc()
         self._metrics.endpointing.observe(max((committed_at - turn.speech_end).total_seconds(), 0.0))
-        self._publish(TurnEnded(turn=index, audio_seconds=round(len(turn.audio) / MODEL_RATE, 3)))
+        seconds = round(len(turn.audio) / MODEL_RATE, 3)
+        self._publish(TurnEnded(turn=index, audio_seconds=seconds, held=True if held else None))
         if not pending.answer:
             if speculation is not None:
                 speculation.cancel()
@@ -486,8 +529,16 @@ class Conversation:
             self._transcriber.replied(index)
 
     async def _store_reply(self, index: int, outcome: ReplyOutcome) -> None:
-        """The reply's one write; when it fails, the client still gets its `reply_done`, after the error."""
+        """The reply's one write (held with its turn, or held alone while the store is unreachable); when
+        it fails, the client still gets its `reply_done`, after the error."""
         try:
-            await self._store.finish_reply(self.session_id, index, outcome)
+            if (held := self._held_turns.pop(index, None)) is not None:
+                await self._held.finish_reply(held, outcome)
+            elif (unreached := await self._held.write_reply(self.session_id, index, outcome)) is not None:
+                self._publish(self._store_failure(HELD_REPLY, unreached, index))
         except Exception as exc:
             self._publish(self._store_failure("the reply could not be stored", exc, index))
+
+
+class _HoldBehind(Exception):
+    """The session has writes held: its new turn waits behind them, in order, untried."""

@@ -19,6 +19,7 @@ from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
 from voice_assistant.session.conversation import Conversation
+from voice_assistant.session.held_writes import HeldWrites
 from voice_assistant.session.hub import EventHub
 from voice_assistant.session.interruption import Interruptions
 from voice_assistant.session.sink import AudioSink
@@ -117,8 +118,9 @@ class SessionPipeline:
 class Pipelines:
     """The factory of session pipelines, for every transport; ready once the model is loaded."""
 
-    def __init__(self, *, store: HistoryStore, hub: EventHub, metrics: Metrics) -> None:
+    def __init__(self, *, store: HistoryStore, held: HeldWrites, hub: EventHub, metrics: Metrics) -> None:
         self._store = store
+        self._held = held
         self._hub = hub
         self._metrics = metrics
         self._turn_taking: TurnTaking | None = None
@@ -166,6 +168,7 @@ class Pipelines:
             session_id=session_id,
             next_index=await self._store.turn_count(session_id),
             store=self._store,
+            held=self._held,
             model=answering.model,
             policy=answering.policy,
             publish=fan_out,
