@@ -76,6 +76,9 @@ class HistoryStore(CallerDirectory, LimitBook):
         return await self._run(work)
 
     async def delete_session(self, session_id: str) -> None:
+        """The session, its turns and their audio, and the phone rows that point at it (the foreign keys
+        cascade), deleted for real: see `_forget_deleted`."""
+
         def work(s: Session) -> None:
             s.execute(delete(TurnRow).where(TurnRow.session_id == session_id))
             deleted = s.execute(delete(SessionRow).where(SessionRow.id == session_id))
@@ -83,6 +86,7 @@ class HistoryStore(CallerDirectory, LimitBook):
                 raise UnknownSession(session_id)
 
         await self._run(work)
+        await self._forget_deleted()
 
     async def turn_count(self, session_id: str) -> int:
         def work(s: Session) -> int:
