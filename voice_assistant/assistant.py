@@ -14,6 +14,7 @@ from voice_assistant.clock import utc_now
 from voice_assistant.config import Settings
 from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.history.leases import Leases
+from voice_assistant.history.retention import Retention
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
@@ -49,6 +50,8 @@ class Assistant:
         self.store = HistoryStore(settings.storage.resolved_database_url)
         self.vad = SileroModel()
         self.leases = Leases(self.store, ttl_s=settings.storage.lease_ttl_s)
+        days = settings.storage.retention_days
+        self.retention = Retention(self.store, days=days) if days is not None else None
         self.hub = EventHub.for_database(settings.storage.resolved_database_url)
         self.metrics = Metrics()
         self.pipelines = Pipelines(store=self.store, hub=self.hub, metrics=self.metrics)
@@ -70,6 +73,8 @@ class Assistant:
         settings = self.settings
         self.leases.start()
         self.hub.start()
+        if self.retention is not None:
+            self.retention.start()
         try:
             turns = settings.turns
             end_of_turn = await asyncio.to_thread(load_end_of_turn, turns.end_of_turn, turns.smart_turn_path)
@@ -122,6 +127,8 @@ class Assistant:
     async def close(self) -> None:
         if self._model is not None:
             await self._model.aclose()
+        if self.retention is not None:
+            await self.retention.close()
         await self.leases.close()
         await self.hub.close()
         self.store.close()

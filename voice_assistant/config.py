@@ -10,7 +10,7 @@
 - `phone`: Twilio calls;
 - `web`: the HTTP server: address, public URL, limits, admin token, site keys, warm-up;
 - `ice`: the STUN/TURN servers both ends of a WebRTC connection use (media behind NAT; ice_settings.py);
-- `storage`: where the history and the tiny checkpoints live.
+- `storage`: where the history and the tiny checkpoints live, and how long sessions are kept.
 
 The environment keeps its flat names, one per field: a field is read from `VA_` + its name in upper case,
 or + its `validation_alias` where the name inside the group differs (`VA_OPENAI_BASE_URL` is
@@ -412,6 +412,12 @@ class StorageSettings(SettingsGroup):
         ge=1.0,
         description="How long an instance's share of the common limits (open connections per site key, "
         "calls) outlives it when it dies; it renews them every third of this.",
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Sessions with no turn for this many days are deleted with their audio (at start, "
+        "then hourly); unset: kept until deleted through the API.",
     )
 
     @property

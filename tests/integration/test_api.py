@@ -1,9 +1,14 @@
-"""The client contract over real HTTP against a real server process: sessions API, offers, health."""
+"""The client contract over real HTTP against a real server process: sessions API, retention, offers,
+health."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -12,10 +17,13 @@ import yaml
 from benchmarks.server import ServerProcess
 from tests.support.servers import Servers
 from voice_assistant.client import OfferRefused, VoiceClient
+from voice_assistant.history.store import HistoryStore
 
 pytestmark = pytest.mark.integration
 
 ADMIN = "test-admin-token"
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +91,39 @@ def test_a_missing_turn_is_404(http: httpx.Client) -> None:
     session_id = http.post("/api/sessions").json()["session_id"]
     response = http.get(f"/api/sessions/{session_id}/turns/0/audio")
     assert response.status_code == 404 and "no turn 0" in response.json()["error"]
+
+
+def on_store(database: Path, work: Callable[[HistoryStore], Awaitable[T]]) -> T:
+    """`work` done on a store of a server's SQLite file: another instance on it, to the server."""
+
+    async def run() -> T:
+        store = HistoryStore(f"sqlite:///{database}")
+        try:
+            return await work(store)
+        finally:
+            store.close()
+
+    return asyncio.run(run())
+
+
+def test_a_server_with_retention_deletes_the_idle_sessions_at_start(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+
+    async def sessions(store: HistoryStore) -> list[str]:
+        return [await store.create_session(now=now - timedelta(days=days)) for days in (31, 29)]
+
+    idle, recent = on_store(tmp_path / "voice_assistant.db", sessions)
+    server = ServerProcess(tmp_path, env={"VA_RETENTION_DAYS": "30"})
+    try:
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            deadline = time.monotonic() + 10  # the sweep runs beside the model's loading
+            while http.get(f"/api/sessions/{idle}").status_code != 404 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert http.get(f"/api/sessions/{idle}").status_code == 404
+            assert http.get(f"/api/sessions/{recent}").status_code == 200
+    finally:
+        server.stop()
 
 
 def test_listing_sessions_needs_the_admin_token(http: httpx.Client) -> None:
