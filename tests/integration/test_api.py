@@ -1,23 +1,28 @@
-"""The client contract over real HTTP against a real server process: sessions API, retention, offers,
-health."""
+"""The client contract over real HTTP against a real server process: sessions API, export, retention,
+offers, health."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import time
+import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import numpy as np
 import pytest
+import soundfile as sf
 import yaml
 
 from benchmarks.server import ServerProcess
 from tests.support.servers import Servers
 from voice_assistant.client import OfferRefused, VoiceClient
-from voice_assistant.history.store import HistoryStore
+from voice_assistant.history.store import HistoryStore, NewTurn
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +82,7 @@ def test_sessions_are_created_read_and_deleted(http: httpx.Client) -> None:
     [
         ("GET", "/api/sessions/0123456789abcdef0123456789abcdef"),
         ("DELETE", "/api/sessions/0123456789abcdef0123456789abcdef"),
+        ("GET", "/api/sessions/0123456789abcdef0123456789abcdef/export"),
         ("GET", "/api/sessions/nope/turns/0/audio"),
         ("GET", "/api/sessions/nope/events"),
     ],
@@ -104,6 +110,32 @@ def on_store(database: Path, work: Callable[[HistoryStore], Awaitable[T]]) -> T:
             store.close()
 
     return asyncio.run(run())
+
+
+def test_an_export_holds_the_session_and_each_spoken_turns_audio(
+    http: httpx.Client, server: ServerProcess
+) -> None:
+    session_id = http.post("/api/sessions").json()["session_id"]
+
+    async def three_turns(store: HistoryStore) -> None:
+        for seconds, words in ((1.5, None), (0.0, "typed, not spoken"), (0.7, None)):
+            at = datetime.now(UTC)
+            audio = np.full(int(seconds * 16_000), 0.2, dtype=np.float32)
+            await store.add_turn(session_id, NewTurn(audio, at, at, at, transcript=words))
+
+    on_store(server.data_dir / "voice_assistant.db", three_turns)
+    response = http.get(f"/api/sessions/{session_id}/export")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    assert f"session-{session_id}.zip" in response.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.namelist() == ["session.json", "turns/0.flac", "turns/2.flac"]  # 1 was typed
+        exported = json.loads(archive.read("session.json"))
+        assert datetime.fromisoformat(exported.pop("exported_at")) <= datetime.now(UTC)
+        assert exported == http.get(f"/api/sessions/{session_id}").json()
+        for index, samples in ((0, 24_000), (2, 11_200)):
+            audio, rate = sf.read(io.BytesIO(archive.read(f"turns/{index}.flac")))
+            assert (rate, len(audio)) == (16_000, samples)
+            assert exported["turns"][index]["audio_seconds"] == samples / 16_000
 
 
 def test_a_server_with_retention_deletes_the_idle_sessions_at_start(tmp_path: Path) -> None:
