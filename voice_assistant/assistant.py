@@ -14,6 +14,7 @@ from voice_assistant.clock import utc_now
 from voice_assistant.config import Settings
 from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.history.leases import Leases
+from voice_assistant.history.retention import Retention
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
@@ -53,6 +54,8 @@ class Assistant:
         self.store = HistoryStore(settings.storage.resolved_database_url)
         self.vad = SileroModel()
         self.leases = Leases(self.store, ttl_s=settings.storage.lease_ttl_s)
+        days = settings.storage.retention_days
+        self.retention = Retention(self.store, days=days) if days is not None else None
         self.hub = EventHub.for_database(settings.storage.resolved_database_url)
         self.metrics = Metrics()
         self.held = HeldWrites(self.store, metrics=self.metrics, capacity_s=settings.storage.hold_seconds)
@@ -76,6 +79,8 @@ class Assistant:
         self.leases.start()
         self.hub.start()
         self.held.start()
+        if self.retention is not None:
+            self.retention.start()
         try:
             turns = settings.turns
             end_of_turn = await asyncio.to_thread(load_end_of_turn, turns.end_of_turn, turns.smart_turn_path)
@@ -131,6 +136,8 @@ class Assistant:
         await self.held.close(timeout_s=HELD_WRITES_AT_STOP_S)
         if self._model is not None:
             await self._model.aclose()
+        if self.retention is not None:
+            await self.retention.close()
         await self.leases.close()
         await self.hub.close()
         self.store.close()

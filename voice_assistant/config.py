@@ -10,7 +10,7 @@
 - `phone`: Twilio calls;
 - `web`: the HTTP server: address, public URL, limits, admin token, site keys, warm-up;
 - `ice`: the STUN/TURN servers both ends of a WebRTC connection use (media behind NAT; ice_settings.py);
-- `storage`: where the history and the tiny checkpoints live.
+- `storage`: where the history and the tiny checkpoints live, and how long sessions are kept.
 
 The environment keeps its flat names, one per field: a field is read from `VA_` + its name in upper case,
 or + its `validation_alias` where the name inside the group differs (`VA_OPENAI_BASE_URL` is
@@ -419,6 +419,12 @@ class StorageSettings(SettingsGroup):
         validation_alias="store_hold_seconds",
         description="Seconds of user audio (about 2 MB a minute) a server holds while its database is "
         "unreachable, written in order once it is back; past this a turn is lost (and counted).",
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Sessions with no turn for this many days are deleted with their audio (at start, "
+        "then hourly); unset: kept until deleted through the API.",
     )
 
     @property

@@ -1,21 +1,34 @@
-"""The client contract over real HTTP against a real server process: sessions API, offers, health."""
+"""The client contract over real HTTP against a real server process: sessions API, export, retention,
+offers, health."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import io
+import json
+import time
+import zipfile
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+import numpy as np
 import pytest
+import soundfile as sf
 import yaml
 
 from benchmarks.server import ServerProcess
 from tests.support.servers import Servers
 from voice_assistant.client import OfferRefused, VoiceClient
+from voice_assistant.history.store import HistoryStore, NewTurn
 
 pytestmark = pytest.mark.integration
 
 ADMIN = "test-admin-token"
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +82,7 @@ def test_sessions_are_created_read_and_deleted(http: httpx.Client) -> None:
     [
         ("GET", "/api/sessions/0123456789abcdef0123456789abcdef"),
         ("DELETE", "/api/sessions/0123456789abcdef0123456789abcdef"),
+        ("GET", "/api/sessions/0123456789abcdef0123456789abcdef/export"),
         ("GET", "/api/sessions/nope/turns/0/audio"),
         ("GET", "/api/sessions/nope/events"),
     ],
@@ -83,6 +97,65 @@ def test_a_missing_turn_is_404(http: httpx.Client) -> None:
     session_id = http.post("/api/sessions").json()["session_id"]
     response = http.get(f"/api/sessions/{session_id}/turns/0/audio")
     assert response.status_code == 404 and "no turn 0" in response.json()["error"]
+
+
+def on_store(database: Path, work: Callable[[HistoryStore], Awaitable[T]]) -> T:
+    """`work` done on a store of a server's SQLite file: another instance on it, to the server."""
+
+    async def run() -> T:
+        store = HistoryStore(f"sqlite:///{database}")
+        try:
+            return await work(store)
+        finally:
+            store.close()
+
+    return asyncio.run(run())
+
+
+def test_an_export_holds_the_session_and_each_spoken_turns_audio(
+    http: httpx.Client, server: ServerProcess
+) -> None:
+    session_id = http.post("/api/sessions").json()["session_id"]
+
+    async def three_turns(store: HistoryStore) -> None:
+        for seconds, words in ((1.5, None), (0.0, "typed, not spoken"), (0.7, None)):
+            at = datetime.now(UTC)
+            audio = np.full(int(seconds * 16_000), 0.2, dtype=np.float32)
+            await store.add_turn(session_id, NewTurn(audio, at, at, at, transcript=words))
+
+    on_store(server.data_dir / "voice_assistant.db", three_turns)
+    response = http.get(f"/api/sessions/{session_id}/export")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    assert f"session-{session_id}.zip" in response.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.namelist() == ["session.json", "turns/0.flac", "turns/2.flac"]  # 1 was typed
+        exported = json.loads(archive.read("session.json"))
+        assert datetime.fromisoformat(exported.pop("exported_at")) <= datetime.now(UTC)
+        assert exported == http.get(f"/api/sessions/{session_id}").json()
+        for index, samples in ((0, 24_000), (2, 11_200)):
+            audio, rate = sf.read(io.BytesIO(archive.read(f"turns/{index}.flac")))
+            assert (rate, len(audio)) == (16_000, samples)
+            assert exported["turns"][index]["audio_seconds"] == samples / 16_000
+
+
+def test_a_server_with_retention_deletes_the_idle_sessions_at_start(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+
+    async def sessions(store: HistoryStore) -> list[str]:
+        return [await store.create_session(now=now - timedelta(days=days)) for days in (31, 29)]
+
+    idle, recent = on_store(tmp_path / "voice_assistant.db", sessions)
+    server = ServerProcess(tmp_path, env={"VA_RETENTION_DAYS": "30"})
+    try:
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            deadline = time.monotonic() + 10  # the sweep runs beside the model's loading
+            while http.get(f"/api/sessions/{idle}").status_code != 404 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert http.get(f"/api/sessions/{idle}").status_code == 404
+            assert http.get(f"/api/sessions/{recent}").status_code == 200
+    finally:
+        server.stop()
 
 
 def test_listing_sessions_needs_the_admin_token(http: httpx.Client) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from voice_assistant.history import migrate
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -29,10 +32,13 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection: Any, _record: Any) -> None:
             cursor = connection.cursor()
-            # WAL lets the API read while a turn is being written; foreign keys make deletes cascade.
+            # WAL lets the API read while a turn is being written; foreign keys make deletes cascade;
+            # secure_delete overwrites what a delete frees with zeros, so a deleted turn's audio is not
+            # left in the file's free pages.
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
@@ -73,6 +79,17 @@ class Database:
                 return fn(session)
 
         return await asyncio.to_thread(work)
+
+    async def _forget_deleted(self) -> None:
+        """After a delete: on SQLite, copy the WAL into the file and truncate it, since its older frames
+        still hold the pages as they were before the delete zeroed them. On PostgreSQL the deleted rows
+        are dead tuples until (auto)VACUUM reclaims them; nothing to do here."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        # pysqlite opens no transaction for a PRAGMA, as a checkpoint needs.
+        busy, _, _ = await self._run(lambda s: s.execute(text("PRAGMA wal_checkpoint(TRUNCATE)")).one())
+        if busy:
+            logger.warning("the WAL keeps deleted pages until a later checkpoint: a reader held it")
 
     def close(self) -> None:
         self.engine.dispose()

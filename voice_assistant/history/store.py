@@ -79,6 +79,9 @@ class HistoryStore(CallerDirectory, LimitBook):
         return await self._run(work)
 
     async def delete_session(self, session_id: str) -> None:
+        """The session, its turns and their audio, and the phone rows that point at it (the foreign keys
+        cascade), deleted for real: see `_forget_deleted`."""
+
         def work(s: Session) -> None:
             s.execute(delete(TurnRow).where(TurnRow.session_id == session_id))
             deleted = s.execute(delete(SessionRow).where(SessionRow.id == session_id))
@@ -86,6 +89,33 @@ class HistoryStore(CallerDirectory, LimitBook):
                 raise UnknownSession(session_id)
 
         await self._run(work)
+        await self._forget_deleted()
+
+    async def delete_idle_sessions(self, *, before: datetime, batch: int = 100) -> int:
+        """Delete the sessions whose last activity (`updated_at`, their last turn) is older than `before`,
+        with their turns, audio and phone rows (the foreign keys cascade); how many. A transaction per
+        `batch` sessions keeps each one short; on PostgreSQL the sessions another instance is deleting
+        (or a turn is being added to) are skipped, not waited for."""
+
+        def work(s: Session) -> int:
+            idle = (
+                select(SessionRow.id)
+                .where(SessionRow.updated_at < before)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            )
+            deleted = s.execute(delete(SessionRow).where(SessionRow.id.in_(idle)))
+            return cast(CursorResult[Any], deleted).rowcount
+
+        total = 0
+        while True:
+            deleted = await self._run(work)
+            total += deleted
+            if deleted < batch:
+                break
+        if total:
+            await self._forget_deleted()
+        return total
 
     async def turn_count(self, session_id: str) -> int:
         def work(s: Session) -> int:

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voice_assistant.assistant import Assistant
+from voice_assistant.clock import utc_now
 from voice_assistant.events import ReconnectRequested
+from voice_assistant.history.export import session_archive
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.errors import ApiError
 
@@ -53,6 +55,15 @@ def api_router(assistant: Assistant, admission: Admission) -> APIRouter:
     async def delete_session(session_id: str) -> Response:
         await store.delete_session(session_id)
         return Response(status_code=204)
+
+    @router.get("/api/sessions/{session_id}/export")
+    async def export_session(session_id: str) -> StreamingResponse:
+        record = await store.get_session(session_id)  # before the response starts: 404 if unknown
+        return StreamingResponse(
+            session_archive(store, record, exported_at=utc_now()),
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="session-{session_id}.zip"'},
+        )
 
     @router.get("/api/sessions/{session_id}/turns/{index}/audio")
     async def turn_audio(session_id: str, index: int) -> Response:
