@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from benchmarks.reliability.database import database_outage
+from benchmarks.reliability.model_faults import MODEL_SCENARIOS
 from benchmarks.reliability.scenario import Context, Outcome
 from benchmarks.reliability.server_kill import server_kill
 from benchmarks.report import RESULTS, format_table, machine, now, write_json
@@ -27,6 +28,7 @@ Scenario = Callable[[Context], Awaitable[Outcome]]
 SCENARIOS: dict[str, Scenario] = {
     "server-kill": server_kill,
     "database-outage": database_outage,
+    **MODEL_SCENARIOS,
 }
 
 

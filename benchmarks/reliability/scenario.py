@@ -9,6 +9,7 @@ lost. A committed turn is one the server announced with `turn_ended`: the store 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -145,6 +146,19 @@ class Caller:
         finally:
             self._note()
         return about("turn_ended", index) and (not reply or about("reply_done", index))
+
+    async def answered(self, index: int) -> bool:
+        """Whether the turn numbered `index` ends in its `reply_done` (waiting for it up to TURN_S)."""
+        assert self.client is not None, "not connected"
+        client = self.client
+
+        def done() -> bool:
+            return any(e.message["data"].get("turn") == index for e in client.events("reply_done"))
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(TURN_S):
+                await client.until(done)
+        return done()
 
     def _note(self) -> None:
         """What this connection has said so far: the turns it committed, its errors."""
