@@ -11,6 +11,7 @@ from typing import Any
 
 from voice_assistant.config import ModelSettings, Settings
 from voice_assistant.errors import ModelError
+from voice_assistant.redaction import redact_server_logs
 
 SERVE_FLAGS = ("model", "backend", "openai_base_url", "host", "port", "workers", "device", "min_silence_ms")
 STORAGE_FLAGS = ("database_url", "data_dir")
@@ -173,6 +174,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_server_logs()  # this process's uvicorn too: a server's, or the worker proxy's
     for noisy in ("aioice", "aiortc", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:

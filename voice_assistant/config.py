@@ -406,7 +406,10 @@ class WebSettings(SettingsGroup):
 
 class StorageSettings(SettingsGroup):
     data_dir: Path = Field(default=Path.home() / ".local" / "share" / "voice-assistant")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in data_dir.")
+    # Not in the settings' repr: the URL may hold the database's password.
+    database_url: str | None = Field(
+        default=None, repr=False, description="SQLAlchemy URL; default: SQLite in data_dir."
+    )
     lease_ttl_s: float = Field(
         default=30.0,
         ge=1.0,

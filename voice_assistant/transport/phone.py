@@ -21,6 +21,7 @@ from voice_assistant.audio.resample import StreamResampler, resample
 from voice_assistant.audio_rate import AudioStreams, ReceivedSeconds
 from voice_assistant.clock import utc_now
 from voice_assistant.metrics import Metrics
+from voice_assistant.redaction import session_tag
 from voice_assistant.session.pipeline import Pipelines, SessionPipeline
 from voice_assistant.session.sink import Playout
 from voice_assistant.session.store_failures import store_failure
@@ -181,7 +182,7 @@ class PhoneCall:
         session_id, stream_sid = pipeline.session_id, sink.stream_sid
         writer = asyncio.create_task(self._write(sink))
         self._pipeline = pipeline
-        logger.info("call started", extra={"session": session_id, "stream": stream_sid})
+        logger.info("call started", extra={"session": session_tag(session_id), "stream": stream_sid})
         try:
             with self._metrics.live_calls.held():
                 if self._greeting:
@@ -196,7 +197,7 @@ class PhoneCall:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-            logger.info("call ended", extra={"session": session_id, "stream": stream_sid})
+            logger.info("call ended", extra={"session": session_tag(session_id), "stream": stream_sid})
 
     async def _listen(
         self, feed: Callable[[Samples, datetime], None], received: ReceivedSeconds, sink: TwilioSink

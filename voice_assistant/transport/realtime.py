@@ -44,6 +44,7 @@ from voice_assistant.events import (
 )
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
+from voice_assistant.redaction import session_tag
 from voice_assistant.session.pipeline import SessionPipeline
 from voice_assistant.session.store_failures import store_failure
 from voice_assistant.transport import realtime_protocol as rt
@@ -461,7 +462,7 @@ class RealtimeConnection:
         try:
             await self._store.set_heard(self.session_id, response.turn, heard)
         except Exception as exc:
-            logger.warning("truncate not stored: %s", exc, extra={"session": self.session_id})
+            logger.warning("truncate not stored: %s", exc, extra={"session": session_tag(self.session_id)})
             raise rt.ProtocolError(
                 "the truncation could not be stored", code="store_unavailable", event_id=event_id
             ) from exc

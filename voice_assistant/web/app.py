@@ -14,6 +14,7 @@ from fastrtc import Stream
 from voice_assistant.assistant import Assistant
 from voice_assistant.config import Settings
 from voice_assistant.load import LoadLimits, LoadSensor
+from voice_assistant.redaction import redact_server_logs
 from voice_assistant.transport.ice import gather_host_candidates_on
 from voice_assistant.transport.ice_servers import IceServers
 from voice_assistant.transport.phone import PhoneCall
@@ -25,7 +26,6 @@ from voice_assistant.web.api import api_router
 from voice_assistant.web.drain import Drain, Live
 from voice_assistant.web.errors import install_error_handlers
 from voice_assistant.web.ice_servers import ice_servers_router
-from voice_assistant.web.logs import redact_access_log
 from voice_assistant.web.offer import Bindings, NewOffers, offer_router
 from voice_assistant.web.realtime import realtime_router
 from voice_assistant.web.sites import ConnectionLimits, SiteGate, Sites
@@ -42,7 +42,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     assistant = assistant or Assistant(settings)
     receive_audio_promptly()
     gather_host_candidates_on(settings.web.ice_addresses)
-    redact_access_log()
+    redact_server_logs()
     ice_servers = IceServers(settings.ice)
     bindings = Bindings()
     live: Live[VoiceHandler] = Live()
