@@ -2,7 +2,7 @@
 
 The stream is accepted only with a valid, unused one-time token (issued with the call's TwiML and sent
 back in the `start` message's custom parameters). Garbage is ignored without harm to the call (and
-never to other calls); a message far larger than Twilio's own closes the stream.
+never to other calls); a message far larger than Twilio's own, or messages far faster, close the stream.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from voice_assistant.session.pipeline import Pipelines, SessionPipeline
 from voice_assistant.session.sink import Playout
 from voice_assistant.session.store_failures import store_failure
 from voice_assistant.transport import twilio
+from voice_assistant.transport.message_rate import MessageRate
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +96,12 @@ class PhoneCall:
         audio: AudioStreams,
         spend_token: SpendToken,
         greeting: str,
+        messages: MessageRate,
     ) -> None:
-        """`audio`: where the call reports the audio it receives, for the load sensor (load.py)."""
+        """`audio`: where the call reports the audio it receives, for the load sensor (load.py);
+        `messages`: how fast the stream may send (Twilio sends 50 media messages a second)."""
         self._socket = websocket
+        self._messages = messages
         self._pipelines = pipelines
         self._metrics = metrics
         self._audio = audio
@@ -158,6 +162,9 @@ class PhoneCall:
         frame = await self._socket.receive()
         if frame["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(frame.get("code", 1000))
+        if not self._messages.take():
+            await self._socket.close(POLICY_VIOLATION, self._messages.refusal())
+            raise WebSocketDisconnect(POLICY_VIOLATION)
         text = frame.get("text")
         if text is None:
             await self._socket.close(UNSUPPORTED_DATA, "media streams are JSON text messages, not binary")
