@@ -8,6 +8,7 @@ tested is where the files land, not what they hold."""
 from __future__ import annotations
 
 import json
+import stat
 import sys
 from pathlib import Path
 
@@ -92,6 +93,9 @@ def test_a_build_lands_whole_in_a_new_or_empty_directory_and_never_over_a_full_o
     assert build_tiny_model(empty) == empty
     assert [p.name for p in empty.iterdir()] == ["config.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no staging folder left beside it
+    made = tmp_path / "made-by-mkdir"
+    made.mkdir()
+    assert stat.S_IMODE(empty.stat().st_mode) == stat.S_IMODE(made.stat().st_mode)  # the umask's, not 0700
 
     message = refusal(["make-tiny-model", str(empty)])
     assert f"{empty} already exists and is not empty" in message

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import pkgutil
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 from voice_assistant.errors import ModelError
@@ -36,7 +36,10 @@ def build_tiny_model(directory: Path, family: str = "qwen2_audio", *, seed: int 
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise FileExistsError(f"{directory} already exists and is not empty: remove it or name a new one")
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".partial", dir=directory.parent))
+    # A name of its own (several workers may build at once), made as `mkdir` makes a directory: with the
+    # umask's permissions, not a temporary directory's owner-only ones, since it becomes the checkpoint.
+    staging = directory.parent / f".{directory.name}.{secrets.token_hex(6)}.partial"
+    staging.mkdir()
     try:
         importlib.import_module(f"{__name__}.{family}").build(staging, seed)
         staging.rename(directory)  # one step; onto an empty directory too, never onto a full one
