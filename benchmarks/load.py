@@ -164,6 +164,7 @@ def our_server(data_dir: Path, sessions: int, workers: int) -> ServerProcess:
             "VA_MAX_SESSIONS": str(sessions + 8),
             # Every client connects from this one address.
             "VA_OFFERS_PER_MINUTE_PER_ADDRESS": str(sessions * 2),
+            "VA_MAX_SESSIONS_PER_ADDRESS": str(sessions + 8),
         },
     )
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from voice_assistant.config import ModelSettings, Settings
+from voice_assistant.errors import ModelError
+from voice_assistant.redaction import redact_server_logs
 
 SERVE_FLAGS = ("model", "backend", "openai_base_url", "host", "port", "workers", "device", "min_silence_ms")
 STORAGE_FLAGS = ("database_url", "data_dir")
@@ -27,7 +29,10 @@ def _settings(args: argparse.Namespace, flags: tuple[str, ...]) -> Settings:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from voice_assistant.model.registry import check_model
+
     settings = _settings(args, SERVE_FLAGS + STORAGE_FLAGS)
+    check_model(settings)
     from voice_assistant.workers import supervisor
 
     workers = supervisor.worker_count(settings)
@@ -158,7 +163,7 @@ def parser() -> argparse.ArgumentParser:
     tiny = commands.add_parser(
         "make-tiny-model", help="build a tiny random checkpoint of a real architecture"
     )
-    tiny.add_argument("directory")
+    tiny.add_argument("directory", help="where to write it: a new (or empty) directory, never overwritten")
     tiny.add_argument(
         "--family", default=ModelSettings.model_fields["tiny_family"].default, help="transformers model_type"
     )
@@ -169,9 +174,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_server_logs()  # this process's uvicorn too: a server's, or the worker proxy's
     for noisy in ("aioice", "aiortc", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    args.run(args)
+    try:
+        args.run(args)
+    except (ModelError, FileExistsError) as exc:  # what the user must change: said in one line
+        sys.exit(f"voice-assistant {args.command}: {exc}")
 
 
 if __name__ == "__main__":

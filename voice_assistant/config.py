@@ -358,6 +358,23 @@ class WebSettings(SettingsGroup):
     max_connections_per_key: int = Field(
         default=32, ge=1, description="WebRTC connections open at once through one site key."
     )
+    # What one client may ask of the server, whatever it is (web/body_limit.py, transport/message_rate.py,
+    # web/sites.py): past these it is refused, so that it cannot take the memory or the event loop that
+    # every other connection shares.
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="The largest request body taken (413 past it)."
+    )
+    max_messages_per_second: float = Field(
+        default=100.0,
+        gt=0,
+        description="Messages a client may send on a WebSocket (/v1/realtime, /telephone/stream), "
+        "averaged over 10 s; past it the connection is closed (1008).",
+    )
+    max_sessions_per_address: int = Field(
+        default=16,
+        ge=1,
+        description="WebRTC and Realtime connections open at once from one client address (all instances).",
+    )
     # Admission control (voice_assistant/load.py): one event loop carries every connection's audio, so
     # its lag and its CPU are what run out first, and the audio it fails to read is what is lost; past
     # these, new offers and calls are refused (503).
@@ -406,7 +423,10 @@ class WebSettings(SettingsGroup):
 
 class StorageSettings(SettingsGroup):
     data_dir: Path = Field(default=Path.home() / ".local" / "share" / "voice-assistant")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in data_dir.")
+    # Not in the settings' repr: the URL may hold the database's password.
+    database_url: str | None = Field(
+        default=None, repr=False, description="SQLAlchemy URL; default: SQLite in data_dir."
+    )
     lease_ttl_s: float = Field(
         default=30.0,
         ge=1.0,

@@ -20,6 +20,7 @@ from voice_assistant.metrics import Metrics
 from voice_assistant.session.hub import EventHub
 from voice_assistant.session.pipeline import Answering, Pipelines, TurnTaking
 from voice_assistant.transport import twilio
+from voice_assistant.transport.message_rate import MessageRate
 from voice_assistant.transport.phone import (
     FRAME_BYTES,
     INTERNAL_ERROR,
@@ -75,6 +76,7 @@ async def test_a_call_whose_token_cannot_be_checked_is_closed_with_a_reason_and_
         audio=RecordingStreams(),
         spend_token=spend_token,
         greeting="",
+        messages=MessageRate(100),
     )
     await call.run()
     assert socket.closed == (INTERNAL_ERROR, "the assistant cannot take this call right now")
@@ -109,6 +111,7 @@ async def test_a_call_reports_each_frame_it_receives_to_the_load_sensor_while_it
         audio=audio,
         spend_token=spend_token,
         greeting="",
+        messages=MessageRate(100),
     )
     await call.run()
     assert audio.received == [[0.02] * 50] and audio.connected_now == 0
@@ -131,6 +134,7 @@ async def test_a_binary_frame_closes_the_stream_with_a_reason_not_a_traceback(
         audio=RecordingStreams(),
         spend_token=spend_token,
         greeting="",
+        messages=MessageRate(100),
     )
     with contextlib.suppress(WebSocketDisconnect):  # the route suppresses it, as for every close
         await call.run()

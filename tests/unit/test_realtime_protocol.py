@@ -11,6 +11,7 @@ from voice_assistant.config import TurnSettings
 from voice_assistant.metrics import Metrics
 from voice_assistant.session.pipeline import SessionPipeline
 from voice_assistant.transport import realtime_protocol as rt
+from voice_assistant.transport.message_rate import MessageRate
 from voice_assistant.transport.realtime import RealtimeConnection
 from voice_assistant.transport.realtime_turns import described, turn_settings
 from voice_assistant.tts.sentences import spoken_sentences
@@ -174,7 +175,7 @@ class RecordingSocket:
     async def receive(self) -> dict[str, Any]:
         return {"type": "websocket.disconnect", "code": 1000}
 
-    async def close(self, code: int = 1000) -> None:
+    async def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed = code
 
 
@@ -193,6 +194,8 @@ async def test_a_session_that_cannot_be_opened_is_an_error_event_and_a_close_not
         model_name="tiny",
         instructions="Be brief.",
         events=rt.ServerEvents(),
+        messages=MessageRate(100),
+        max_text_chars=1000,
     )
     await connection.run()
     assert [event["type"] for event in socket.sent] == ["error"]

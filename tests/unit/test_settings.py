@@ -61,3 +61,20 @@ def test_limits_are_checked_where_the_flat_name_lands() -> None:
 def test_every_setting_is_in_the_readme_by_its_flat_name() -> None:
     documented = set(re.findall(r"VA_[A-Z0-9_]+", README.read_text()))
     assert {f"VA_{name.upper()}" for name in FLAT_NAMES} <= documented
+
+
+def test_no_secret_shows_in_the_settings_repr() -> None:
+    secrets = {
+        "admin_token": "admin-9c1f",
+        "api_keys": "key-one-5e2b,key-two-7a4d",
+        "twilio_auth_token": "twilio-3b8e",
+        "openai_api_key": "vllm-1d6c",
+        "turn_secret": "coturn-4f0a",
+        "database_url": "postgresql+psycopg://assistant:db-pass-2c7e@db/assistant",
+    }
+    settings = Settings(turn_urls="turn:turn.example:3478", **secrets)
+    shown = repr(settings) + str(settings)
+    assert settings.web.api_keys[1].get_secret_value() == "key-two-7a4d"  # taken, only not shown
+    for value in ("admin-9c1f", "key-one-5e2b", "key-two-7a4d", "twilio-3b8e", "vllm-1d6c", "coturn-4f0a"):
+        assert value not in shown
+    assert "db-pass-2c7e" not in shown

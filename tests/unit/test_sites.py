@@ -128,6 +128,41 @@ async def test_a_site_key_holds_so_many_open_connections_and_a_closed_one_frees_
     await limits.hold(request("10.0.0.1", "shop"), "c")
 
 
+async def test_an_address_holds_so_many_open_connections_on_every_instance_and_a_closed_one_frees_its_place(
+    inline_store: InlineStore,
+) -> None:
+    live: set[str] = set()
+    clock = FakeClock()
+    a, b = (limits_on(inline_store, clock, live, max_sessions_per_address=2, retry_after_s=9) for _ in "ab")
+    await a.hold(request("10.0.0.1", None), "webrtc-1")
+    live.add("webrtc-1")
+    await b.hold(request("10.0.0.1", None), "realtime-1", alive=lambda: True)  # until released
+    with pytest.raises(ApiError, match="2 connections are open from this address") as full:
+        await a.hold(request("10.0.0.1", "shop"), "webrtc-2")
+    assert full.value.status_code == 429 and full.value.headers == {"Retry-After": "9"}
+    await a.hold(request("10.0.0.2", "shop"), "webrtc-3")  # another address
+    live.add("webrtc-3")
+    live.discard("webrtc-1")  # closed
+    await a.hold(request("10.0.0.1", None), "webrtc-4")
+    live.add("webrtc-4")
+    with pytest.raises(ApiError, match="from this address"):
+        await a.hold(request("10.0.0.1", None), "webrtc-5")
+    await b.release("realtime-1")
+    await a.hold(request("10.0.0.1", None), "webrtc-5")
+
+
+async def test_a_connection_its_site_key_refuses_holds_no_place_of_its_address(
+    inline_store: InlineStore,
+) -> None:
+    live: set[str] = set()
+    limits = limits_on(inline_store, FakeClock(), live, max_sessions_per_address=2, max_connections_per_key=1)
+    await limits.hold(request("10.0.0.1", "shop"), "a")
+    live.add("a")
+    with pytest.raises(ApiError, match="this site has 1 connections open"):
+        await limits.hold(request("10.0.0.1", "shop"), "b", alive=lambda: True)
+    await limits.hold(request("10.0.0.1", None), "c")  # b's place was given back
+
+
 def test_the_demo_page_in_assets_is_the_packaged_one() -> None:
     assets = Path(__file__).parents[2] / "assets" / "demo.html"
     assert assets.resolve() == (STATIC / "demo.html").resolve()  # one page, served by an installed server too

@@ -88,11 +88,20 @@ class Family:
         return math.ceil(seconds * self.audio_tokens_per_second) + CLIP_MARKER_TOKENS
 
     def check_installed(self) -> None:
-        missing = [name for name in self.modules if importlib.util.find_spec(name) is None]
+        """ModelError naming the missing packages and the extra that brings them, before anything is
+        built or loaded (a build without them would stop half way)."""
+        missing = [name for name in self.modules if not _installed(name)]
         if missing:
             raise ModelError(
                 f"{self.title} needs {', '.join(missing)}: pip install 'voice-assistant[{self.extra}]'"
             )
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that fails, or one blocked (None in sys.modules)
+        return False
 
 
 FAMILIES: dict[str, Family] = {

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from voice_assistant.config import Settings
 from voice_assistant.errors import ModelError
 from voice_assistant.model.base import AudioLM, Sampling
+from voice_assistant.model.checkpoint import check_local_checkpoint
 
 ModelLoader = Callable[[Settings], AudioLM]
 
@@ -15,6 +16,13 @@ ModelLoader = Callable[[Settings], AudioLM]
 def load_model(settings: Settings) -> AudioLM:
     """Blocking (weights load): the backend that `settings.backend.kind` names."""
     return _BACKENDS[settings.backend.kind](settings)
+
+
+def check_model(settings: Settings) -> None:
+    """What can be known wrong before serving (ModelError): a local checkpoint that is none, or whose
+    family's packages are missing. The model itself loads in the background, once the server is up."""
+    if settings.backend.kind == "transformers" and settings.model.name != "tiny":
+        check_local_checkpoint(settings.model.name)
 
 
 def _load_transformers(settings: Settings) -> AudioLM:
@@ -26,6 +34,7 @@ def _load_transformers(settings: Settings) -> AudioLM:
     source = model.name
     if source == "tiny":
         source = str(cached_tiny_model(settings.storage.data_dir, model.tiny_family))
+    check_local_checkpoint(source)
     return TransformersAudioLM.load(
         source,
         device=model.device,

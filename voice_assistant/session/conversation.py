@@ -35,6 +35,7 @@ from voice_assistant.history.database import unreachable
 from voice_assistant.history.store import HistoryStore, NewTurn, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
+from voice_assistant.redaction import session_tag
 from voice_assistant.session.held_writes import HeldTurn, HeldWrites
 from voice_assistant.session.interruption import Interruptions, Overlap
 from voice_assistant.session.reply import Reply, ReplyEnd
@@ -298,7 +299,7 @@ class Conversation:
                 else:
                     await self._answer(pending)
             except Exception as exc:  # a bug: this turn fails, the session goes on
-                logger.exception("turn failed", extra={"session": self.session_id})
+                logger.exception("turn failed", extra={"session": session_tag(self.session_id)})
                 self._report(f"the turn failed: {type(exc).__name__}", stage="turn")
             finally:
                 self._busy = False

@@ -12,6 +12,7 @@ import logging
 
 from voice_assistant.events import ErrorRaised
 from voice_assistant.metrics import Metrics
+from voice_assistant.redaction import session_tag
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,6 @@ def store_failure(
     what: str, error: Exception, *, metrics: Metrics, session_id: str | None, turn: int | None = None
 ) -> ErrorRaised:
     """Log and count the failure; the `error` event to send (or to hold until its turn's reply is done)."""
-    logger.error("%s", what, exc_info=error, extra={"session": session_id, "turn": turn})
+    logger.error("%s", what, exc_info=error, extra={"session": session_tag(session_id), "turn": turn})
     metrics.errors.labels(STAGE).inc()
     return ErrorRaised(message=f"{what}: {type(error).__name__}", turn=turn)

@@ -21,6 +21,7 @@ from voice_assistant.history.store import HistoryStore
 from voice_assistant.history.text import storable
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioLM
+from voice_assistant.redaction import session_tag
 from voice_assistant.session.store_failures import store_failure
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Transcriber:
                     index,
                     exc,
                     exc_info=not isinstance(exc, VoiceAssistantError),
-                    extra={"session": self._session_id},
+                    extra={"session": session_tag(self._session_id)},
                 )
                 self._waiting.popleft()
                 continue

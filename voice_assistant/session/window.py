@@ -15,6 +15,9 @@ from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.history.store import PastTurn
 from voice_assistant.model.base import AudioPart, Message, Part, TextPart
 
+CHARS_PER_TOKEN = 4
+"""How text is counted against the token budget (no tokenizer here): about right for English."""
+
 
 @dataclass(frozen=True)
 class WindowPolicy:
@@ -28,7 +31,7 @@ class WindowPolicy:
 
     @staticmethod
     def text_tokens(text: str) -> int:
-        return math.ceil(len(text) / 4) + 4
+        return math.ceil(len(text) / CHARS_PER_TOKEN) + 4
 
 
 def untranscribed(index: int) -> str:

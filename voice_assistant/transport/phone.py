@@ -2,7 +2,7 @@
 
 The stream is accepted only with a valid, unused one-time token (issued with the call's TwiML and sent
 back in the `start` message's custom parameters). Garbage is ignored without harm to the call (and
-never to other calls); a message far larger than Twilio's own closes the stream.
+never to other calls); a message far larger than Twilio's own, or messages far faster, close the stream.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from voice_assistant.audio.resample import StreamResampler, resample
 from voice_assistant.audio_rate import AudioStreams, ReceivedSeconds
 from voice_assistant.clock import utc_now
 from voice_assistant.metrics import Metrics
+from voice_assistant.redaction import session_tag
 from voice_assistant.session.pipeline import Pipelines, SessionPipeline
 from voice_assistant.session.sink import Playout
 from voice_assistant.session.store_failures import store_failure
 from voice_assistant.transport import twilio
+from voice_assistant.transport.message_rate import MessageRate
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +96,12 @@ class PhoneCall:
         audio: AudioStreams,
         spend_token: SpendToken,
         greeting: str,
+        messages: MessageRate,
     ) -> None:
-        """`audio`: where the call reports the audio it receives, for the load sensor (load.py)."""
+        """`audio`: where the call reports the audio it receives, for the load sensor (load.py);
+        `messages`: how fast the stream may send (Twilio sends 50 media messages a second)."""
         self._socket = websocket
+        self._messages = messages
         self._pipelines = pipelines
         self._metrics = metrics
         self._audio = audio
@@ -157,6 +162,9 @@ class PhoneCall:
         frame = await self._socket.receive()
         if frame["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(frame.get("code", 1000))
+        if not self._messages.take():
+            await self._socket.close(POLICY_VIOLATION, self._messages.refusal())
+            raise WebSocketDisconnect(POLICY_VIOLATION)
         text = frame.get("text")
         if text is None:
             await self._socket.close(UNSUPPORTED_DATA, "media streams are JSON text messages, not binary")
@@ -181,7 +189,7 @@ class PhoneCall:
         session_id, stream_sid = pipeline.session_id, sink.stream_sid
         writer = asyncio.create_task(self._write(sink))
         self._pipeline = pipeline
-        logger.info("call started", extra={"session": session_id, "stream": stream_sid})
+        logger.info("call started", extra={"session": session_tag(session_id), "stream": stream_sid})
         try:
             with self._metrics.live_calls.held():
                 if self._greeting:
@@ -196,7 +204,7 @@ class PhoneCall:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-            logger.info("call ended", extra={"session": session_id, "stream": stream_sid})
+            logger.info("call ended", extra={"session": session_tag(session_id), "stream": stream_sid})
 
     async def _listen(
         self, feed: Callable[[Samples, datetime], None], received: ReceivedSeconds, sink: TwilioSink

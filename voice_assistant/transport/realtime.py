@@ -11,7 +11,8 @@ audio transcript deltas, and audio deltas as each sentence is synthesized), `res
 
 The client plays the audio, not this server, so a sentence counts as heard once sent; the client's
 `conversation.item.truncate` then says where playback stopped, and the stored reply keeps the sentences
-heard up to there. Bad events get an `error` event and change nothing; the connection goes on.
+heard up to there. Bad events get an `error` event and change nothing; the connection goes on. A client
+that sends faster than `VA_MAX_MESSAGES_PER_SECOND` gets an `error` that says so and is closed (1008).
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ from voice_assistant.events import (
 )
 from voice_assistant.history.store import HistoryStore
 from voice_assistant.metrics import Metrics
+from voice_assistant.redaction import session_tag
 from voice_assistant.session.pipeline import SessionPipeline
 from voice_assistant.session.store_failures import store_failure
 from voice_assistant.transport import realtime_protocol as rt
+from voice_assistant.transport.message_rate import MessageRate
 from voice_assistant.transport.realtime_turns import default_detection, described, turn_settings
 from voice_assistant.tts.sentences import spoken_sentences
 from voice_assistant.turn.detector import EndReason
@@ -58,7 +61,7 @@ MIN_COMMIT_MS = 100
 """OpenAI's own minimum for a committed buffer."""
 DELTA_MS = 200
 """Audio deltas carry at most this much audio each."""
-INTERNAL_ERROR, SERVICE_RESTART = 1011, 1012
+POLICY_VIOLATION, INTERNAL_ERROR, SERVICE_RESTART = 1008, 1011, 1012
 
 
 @dataclass
@@ -103,6 +106,18 @@ class _Response:
         return self.audio_ms[-1][1] if self.audio_ms else 0.0
 
 
+def check_text_length(text: str, limit: int, *, param: str, event_id: str | None = None) -> None:
+    """Typed words are sent to the model whole, whatever the history's budget: ones longer than that whole
+    budget (`limit` characters) could never fit the window, and would cost the model without bound."""
+    if len(text) > limit:
+        raise rt.ProtocolError(
+            f"{param} holds {len(text)} characters; at most {limit} are taken (VA_HISTORY_TOKEN_BUDGET)",
+            code="text_too_large",
+            event_id=event_id,
+            param=param,
+        )
+
+
 def user_item(turn: int) -> str:
     return f"item_{turn:06d}_user"
 
@@ -125,10 +140,16 @@ class RealtimeConnection:
         model_name: str,
         instructions: str,
         events: rt.ServerEvents,
+        messages: MessageRate,
+        max_text_chars: int,
         start: rt.SessionChange | None = None,
     ) -> None:
-        """`start`: the session settings the client's key was minted with (before `session.created`)."""
+        """`messages`: how fast the client may send; `max_text_chars`: the longest typed turn or
+        instructions taken (`check_text_length`); `start`: the session settings the client's key was minted
+        with (before `session.created`)."""
         self._socket = websocket
+        self._messages = messages
+        self._max_text_chars = max_text_chars
         self.session_id = session_id
         self._open_pipeline = open_pipeline
         self._store = store
@@ -152,6 +173,7 @@ class RealtimeConnection:
         self._next_modalities: tuple[rt.Modality, ...] | None = None
         self._previous_item: str | None = None
         self._close_code = 1000
+        self._close_reason = ""
         self._committing: list[str | None] = []
         """The turn the client is committing (its words, None when spoken), until `turn_started` names it."""
         self._typed: dict[int, str] = {}
@@ -215,7 +237,7 @@ class RealtimeConnection:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             while (message := await self._outbox.get()) is not None:
                 await self._socket.send_json(message)
-            await self._socket.close(self._close_code)
+            await self._socket.close(self._close_code, self._close_reason)
 
     def _send(self, kind: str, **fields: Any) -> None:
         event = self._events.make(kind, **fields)
@@ -231,6 +253,11 @@ class RealtimeConnection:
             message = await self._socket.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
+            if not self._messages.take():  # said, then closed: nothing more is read
+                reason = self._messages.refusal()
+                self._send_error(rt.ProtocolError(reason, code="rate_limit_exceeded"))
+                self._close_code, self._close_reason = POLICY_VIOLATION, reason
+                return
             text = message.get("text")
             if text is None:
                 self._send_error(rt.ProtocolError("events are JSON text messages", code="invalid_event"))
@@ -389,6 +416,7 @@ class RealtimeConnection:
             return
         if kinds == {"input_text"} and all(isinstance(part.get("text"), str) for part in parts):
             text = "\n".join(part["text"] for part in parts)
+            check_text_length(text, self._max_text_chars, param="item.content", event_id=event.event_id)
             self._commit_audio(np.zeros(0, dtype=np.float32), time.time(), text=text)
             return
         raise rt.ProtocolError(
@@ -461,7 +489,7 @@ class RealtimeConnection:
         try:
             await self._store.set_heard(self.session_id, response.turn, heard)
         except Exception as exc:
-            logger.warning("truncate not stored: %s", exc, extra={"session": self.session_id})
+            logger.warning("truncate not stored: %s", exc, extra={"session": session_tag(self.session_id)})
             raise rt.ProtocolError(
                 "the truncation could not be stored", code="store_unavailable", event_id=event_id
             ) from exc
@@ -495,6 +523,7 @@ class RealtimeConnection:
         state, pipeline, server = self._session, self._pipeline, self._server_turns
         assert pipeline is not None and server is not None
         if change.instructions is not None:
+            check_text_length(change.instructions, self._max_text_chars, param="session.instructions")
             state.instructions = change.instructions
             pipeline.conversation.instructions = change.instructions
         if change.turn_detection != "keep":

@@ -28,6 +28,7 @@ from voice_assistant.clock import utc_now
 from voice_assistant.errors import VoiceAssistantError
 from voice_assistant.events import ErrorRaised, Event, ReconnectRequested
 from voice_assistant.metrics import Metrics
+from voice_assistant.redaction import session_tag
 from voice_assistant.session.pipeline import Pipelines, SessionPipeline
 from voice_assistant.session.sink import Playout
 from voice_assistant.session.store_failures import store_failure
@@ -130,7 +131,7 @@ class VoiceHandler(AsyncStreamHandler):
         self.live.add(self)
         self._live.enter_context(connections.metrics.live_sessions.held())
         self._received = self._live.enter_context(connections.audio.connected())
-        logger.info("connection opened", extra={"session": session_id})
+        logger.info("connection opened", extra={"session": session_tag(session_id)})
         if self._ui is not None:
             try:
                 self._outbox.put_nowait(await self._ui.opened(session_id))
@@ -257,6 +258,6 @@ class VoiceHandler(AsyncStreamHandler):
         self.live.discard(self)
         if self._pipeline is not None:
             await self._pipeline.close()
-            logger.info("connection closed", extra={"session": self._pipeline.session_id})
+            logger.info("connection closed", extra={"session": session_tag(self._pipeline.session_id)})
         self._live.close()
         self._outbox.put_nowait(None)

@@ -14,6 +14,7 @@ from fastrtc import Stream
 from voice_assistant.assistant import Assistant
 from voice_assistant.config import Settings
 from voice_assistant.load import LoadLimits, LoadSensor
+from voice_assistant.redaction import redact_server_logs
 from voice_assistant.transport.ice import gather_host_candidates_on
 from voice_assistant.transport.ice_servers import IceServers
 from voice_assistant.transport.phone import PhoneCall
@@ -22,10 +23,10 @@ from voice_assistant.transport.receiver import receive_audio_promptly
 from voice_assistant.transport.webrtc import Connections, VoiceHandler
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.api import api_router
+from voice_assistant.web.body_limit import BodyLimit
 from voice_assistant.web.drain import Drain, Live
 from voice_assistant.web.errors import install_error_handlers
 from voice_assistant.web.ice_servers import ice_servers_router
-from voice_assistant.web.logs import redact_access_log
 from voice_assistant.web.offer import Bindings, NewOffers, offer_router
 from voice_assistant.web.realtime import realtime_router
 from voice_assistant.web.sites import ConnectionLimits, SiteGate, Sites
@@ -42,7 +43,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     assistant = assistant or Assistant(settings)
     receive_audio_promptly()
     gather_host_candidates_on(settings.web.ice_addresses)
-    redact_access_log()
+    redact_server_logs()
     ice_servers = IceServers(settings.ice)
     bindings = Bindings()
     live: Live[VoiceHandler] = Live()
@@ -104,11 +105,13 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     limits = ConnectionLimits(settings, store=assistant.store, leases=assistant.leases, live=stream.pcs)
     offers = NewOffers(assistant.ready, admission, limits)
     app.add_middleware(UiOfferGate, offers=offers, metrics=assistant.metrics)
+    # Outside the gate, which reads the UI's offers whole; inside the site gate, so a refusal has CORS.
+    app.add_middleware(BodyLimit, max_bytes=settings.web.max_body_bytes)
     app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
     app.include_router(offer_router(assistant, stream, offers, bindings))
     app.include_router(api_router(assistant, admission))
     app.include_router(telephone_router(assistant, admission, calls, load.audio))
-    app.include_router(realtime_router(assistant, admission, realtime))
+    app.include_router(realtime_router(assistant, admission, limits, realtime))
     app.include_router(widget_router())
     app.include_router(ice_servers_router(ice_servers))
     mounted: FastAPI = gr.mount_gradio_app(app, blocks, path="/")

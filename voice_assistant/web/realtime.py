@@ -20,6 +20,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, WebSocket
@@ -27,11 +28,14 @@ from fastapi import APIRouter, Body, Header, WebSocket
 from voice_assistant.assistant import Assistant
 from voice_assistant.session.pipeline import SessionPipeline
 from voice_assistant.session.store_failures import store_failure
+from voice_assistant.session.window import CHARS_PER_TOKEN
 from voice_assistant.transport import realtime_protocol as rt
-from voice_assistant.transport.realtime import RealtimeConnection
+from voice_assistant.transport.message_rate import MessageRate
+from voice_assistant.transport.realtime import RealtimeConnection, check_text_length
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.drain import Live
 from voice_assistant.web.errors import ApiError
+from voice_assistant.web.sites import ConnectionLimits
 
 POLICY_VIOLATION, TRY_AGAIN_LATER = 1008, 1013
 SECRET_PREFIX = "ek_"
@@ -76,21 +80,39 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def realtime_router(assistant: Assistant, admission: Admission, live: Live[RealtimeConnection]) -> APIRouter:
-    """`live`: the connections in progress, filled here, for the drain to end each at a quiet moment."""
+def realtime_router(
+    assistant: Assistant, admission: Admission, limits: ConnectionLimits, live: Live[RealtimeConnection]
+) -> APIRouter:
+    """`limits`: the new and open connections a client address may have (not a key holder's: see
+    `counted`); `live`: the connections in progress, filled here, for the drain to end each at a quiet
+    moment."""
     router = APIRouter()
     settings = assistant.settings
     api_keys = tuple(key.get_secret_value() for key in settings.web.api_keys)
     client_secrets = ClientSecrets(api_keys, settings.web.client_secret_ttl_s)
     served = {name for name in (settings.model.name, settings.backend.served_model) if name}
+    max_text_chars = settings.history.token_budget * CHARS_PER_TOKEN
+
+    def session_change(raw: Any) -> rt.SessionChange:
+        """A key's session settings, refused (ProtocolError) as a `session.update` would refuse them."""
+        change = rt.session_change(raw)
+        if change.instructions is not None:
+            check_text_length(change.instructions, max_text_chars, param="session.instructions")
+        return change
+
+    def counted(key: str) -> bool:
+        """Whether a connection counts against its address's limits: not one that gives an API key (a
+        server of the operator's own, which may speak for many users from one address), but one with a
+        client secret (a browser) or any, when the endpoint is open."""
+        return not api_keys or key.startswith(SECRET_PREFIX)
 
     def key_session(key: str) -> dict[str, Any] | None:
         """The session settings a key brings ({} for an API key); None when it is not accepted."""
         if key.startswith(SECRET_PREFIX):
             return client_secrets.session(key)
-        if not api_keys or any(secrets.compare_digest(key.encode(), known.encode()) for known in api_keys):
-            return {}
-        return None
+        # Compared with every key, each in constant time: how long it takes tells nothing of which matched.
+        matches = [secrets.compare_digest(key.encode(), known.encode()) for known in api_keys]
+        return {} if not api_keys or any(matches) else None
 
     def bearer(authorization: str | None) -> str:
         scheme, _, given = (authorization or "").partition(" ")
@@ -107,7 +129,7 @@ def realtime_router(assistant: Assistant, admission: Admission, live: Live[Realt
             raise ApiError(401, "an API key is required: Authorization: Bearer <one of VA_API_KEYS>")
         session = request.get("session") or {}
         try:
-            rt.session_change(session)  # refused now rather than when the browser connects
+            session_change(session)  # refused now rather than when the browser connects
         except rt.ProtocolError as exc:
             raise ApiError(400, str(exc)) from exc
         expires = request.get("expires_after") or {}
@@ -128,7 +150,8 @@ def realtime_router(assistant: Assistant, admission: Admission, live: Live[Realt
             await websocket.send_json(events.error(rt.ProtocolError(message, code=code), kind=kind))
             await websocket.close(close, message[:120])
 
-        initial = key_session(bearer(websocket.headers.get("authorization")) or browser_key)
+        key = bearer(websocket.headers.get("authorization")) or browser_key
+        initial = key_session(key)
         if initial is None:
             await refuse("a valid API key or client secret is required", "invalid_api_key", POLICY_VIOLATION)
             return
@@ -158,10 +181,38 @@ def realtime_router(assistant: Assistant, admission: Admission, live: Live[Realt
             )
             return
         try:
-            start = rt.session_change(initial) if initial else None
+            start = session_change(initial) if initial else None
         except rt.ProtocolError as exc:
             await refuse(str(exc), exc.code, POLICY_VIOLATION)
             return
+        place = secrets.token_hex(8)
+        """This connection's place among its address's open ones."""
+        try:
+            if counted(key):
+                await limits.admit(websocket)
+                await limits.hold(websocket, place, alive=lambda: True)
+        except ApiError as refused:
+            await refuse(str(refused.detail), "rate_limit_exceeded", TRY_AGAIN_LATER)
+            return
+        except Exception as exc:  # the store is away, as below
+            store_failure(
+                "the connection could not be counted", exc, metrics=assistant.metrics, session_id=None
+            )
+            await refuse("the session store is unreachable: try again shortly", "session_unavailable", 1011)
+            return
+        try:
+            await converse(websocket, events, refuse, model, start)
+        finally:
+            await limits.release(place)
+
+    async def converse(
+        websocket: WebSocket,
+        events: rt.ServerEvents,
+        refuse: Callable[..., Awaitable[None]],
+        model: str | None,
+        start: rt.SessionChange | None,
+    ) -> None:
+        """The admitted connection: its session opened (or resumed), then served until either side closes."""
         session_id = websocket.query_params.get("session_id")
         try:
             known = session_id is None or await assistant.store.session_exists(session_id)
@@ -197,6 +248,8 @@ def realtime_router(assistant: Assistant, admission: Admission, live: Live[Realt
             model_name=model or settings.model.name,
             instructions=settings.model.system_prompt,
             events=events,
+            messages=MessageRate(settings.web.max_messages_per_second),
+            max_text_chars=max_text_chars,
             start=start,
         )
         live.add(connection)

@@ -7,18 +7,18 @@ on `/webrtc/...` and `/api/...`; only those origins get CORS headers there. A si
 (it sits in the page's HTML): it names a site, and its origins are what keep other sites out.
 
 New connections are limited per client address and per site key (moving window), and the connections
-open at once per site key: counted in the database (history/limits.py), so they hold across every instance
-on it.
+open at once per client address and per site key: counted in the database (history/limits.py), so they
+hold across every instance on it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Container, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from typing import Final
 
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -110,8 +110,8 @@ class SiteGate:
 
 
 class ConnectionLimits:
-    """How many new WebRTC connections a client address and a site key may open per minute, and how
-    many a site key may hold open at once, counted in the database across every instance on it."""
+    """How many new connections a client address and a site key may open per minute, and how many a client
+    address and a site key may hold open at once, counted in the database across every instance on it."""
 
     def __init__(
         self,
@@ -125,6 +125,7 @@ class ConnectionLimits:
         web = settings.web
         self._per_address = web.offers_per_minute_per_address
         self._per_key = web.offers_per_minute_per_key
+        self._open_per_address = web.max_sessions_per_address
         self._max_open = web.max_connections_per_key
         self._retry_after_s = web.retry_after_s
         self._store = store
@@ -133,11 +134,10 @@ class ConnectionLimits:
         """Connection ids that are open now (fastrtc's own table, so a closed one leaves by itself)."""
         self._clock = clock
 
-    async def admit(self, request: Request) -> None:
+    async def admit(self, connection: HTTPConnection) -> None:
         """Count a new connection: 429 past a rate, 503 when its site key holds all it may."""
-        key = _site_key(request)
-        address = request.client.host if request.client else "unknown"
-        rates = [Rate(bucket("address", address), self._per_address, RATE_WINDOW)]
+        key = _site_key(connection)
+        rates = [Rate(bucket("address", _address(connection)), self._per_address, RATE_WINDOW)]
         if key is not None:
             rates.append(Rate(bucket("key", key), self._per_key, RATE_WINDOW))
             self._require_room(key, await self._leases.count(_pool(key)))
@@ -150,16 +150,37 @@ class ConnectionLimits:
                 headers={"Retry-After": str(max(1, math.ceil(refused.retry_after_s)))},
             )
 
-    async def hold(self, request: Request, webrtc_id: str) -> None:
-        """Count `webrtc_id` as open for its site key, for as long as it is in `live`. Create the
-        connection right after, with no await in between, so that it is in `live` before anyone looks."""
-        key = _site_key(request)
-        if key is not None:
-            held = await self._leases.take(
-                _pool(key), webrtc_id, limit=self._max_open, alive=lambda: webrtc_id in self._live
+    async def hold(
+        self, connection: HTTPConnection, name: str, alive: Callable[[], bool] | None = None
+    ) -> None:
+        """Count `name` as open for its client address and its site key for as long as `alive()` says
+        (by default: while `name` is in `live`, so create the connection right after, with no await in
+        between, so that it is there before anyone looks) or until `release(name)`. 429 when the address
+        holds all it may, 503 when the site key does; nothing is held then."""
+        alive = alive or (lambda: name in self._live)
+        held = await self._leases.take(
+            bucket("address", _address(connection)),
+            _address_lease(name),
+            limit=self._open_per_address,
+            alive=alive,
+        )
+        if held is not None:
+            raise ApiError(
+                429,
+                f"{held} connections are open from this address, the most it may: close one first",
+                headers={"Retry-After": str(self._retry_after_s)},
             )
+        key = _site_key(connection)
+        if key is not None:
+            held = await self._leases.take(_pool(key), name, limit=self._max_open, alive=alive)
             if held is not None:
+                await self.release(name)
                 self._require_room(key, held)
+
+    async def release(self, name: str) -> None:
+        """`name` is closed: its places are free at once on every instance."""
+        await self._leases.release(_address_lease(name))
+        await self._leases.release(name)
 
     def _require_room(self, key: str, held: int) -> None:
         if held >= self._max_open:
@@ -171,10 +192,20 @@ class ConnectionLimits:
             )
 
 
+def _address(connection: HTTPConnection) -> str:
+    """The client's address: uvicorn's, which comes from X-Forwarded-For only from FORWARDED_ALLOW_IPS."""
+    return connection.client.host if connection.client else "unknown"
+
+
+def _address_lease(name: str) -> str:
+    """The name of `name`'s place in its address's pool: a holder knows its leases by name alone."""
+    return f"address:{name}"
+
+
 def _pool(key: str) -> str:
     return bucket("site", key)
 
 
-def _site_key(request: Request) -> str | None:
-    key: str | None = request.scope.get("state", {}).get(_STATE)
+def _site_key(connection: HTTPConnection) -> str | None:
+    key: str | None = connection.scope.get("state", {}).get(_STATE)
     return key

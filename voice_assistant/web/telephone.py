@@ -14,6 +14,7 @@ from voice_assistant.assistant import Assistant
 from voice_assistant.audio_rate import AudioStreams
 from voice_assistant.clock import utc_now
 from voice_assistant.session.store_failures import store_failure
+from voice_assistant.transport.message_rate import MessageRate
 from voice_assistant.transport.phone import PhoneCall
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.errors import ApiError
@@ -122,6 +123,7 @@ def telephone_router(
             audio=audio,
             spend_token=spend_token,
             greeting=settings.phone.greeting,
+            messages=MessageRate(settings.web.max_messages_per_second),
         )
         calls.add(call)
         try:

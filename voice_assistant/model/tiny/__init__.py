@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import pkgutil
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
+
+from voice_assistant.errors import ModelError
+from voice_assistant.model.families import family_of
 
 
 def families() -> list[str]:
@@ -22,28 +25,37 @@ def families() -> list[str]:
 
 
 def build_tiny_model(directory: Path, family: str = "qwen2_audio", *, seed: int = 0) -> Path:
-    """Write a tiny random checkpoint of `family` (a transformers model_type) into `directory`."""
+    """Write a tiny random checkpoint of `family` (a transformers model_type) at `directory`, which must
+    not exist yet or be empty: a checkpoint there is never overwritten file by file. The family's packages
+    are checked first, and it is built in a folder beside `directory`, renamed into place once complete,
+    so a build that fails or is interrupted leaves nothing at `directory` that `serve --model` would
+    take for a checkpoint."""
     if family not in families():
-        raise ValueError(f"no tiny builder for {family!r}; available: {', '.join(families())}")
-    directory.mkdir(parents=True, exist_ok=True)
-    importlib.import_module(f"{__name__}.{family}").build(directory, seed)
+        raise ModelError(f"no tiny builder for {family!r}; available: {', '.join(families())}")
+    family_of(family).check_installed()
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise FileExistsError(f"{directory} already exists and is not empty: remove it or name a new one")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # A name of its own (several workers may build at once), made as `mkdir` makes a directory: with the
+    # umask's permissions, not a temporary directory's owner-only ones, since it becomes the checkpoint.
+    staging = directory.parent / f".{directory.name}.{secrets.token_hex(6)}.partial"
+    staging.mkdir()
+    try:
+        importlib.import_module(f"{__name__}.{family}").build(staging, seed)
+        staging.rename(directory)  # one step; onto an empty directory too, never onto a full one
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 
 def cached_tiny_model(cache_dir: Path, family: str) -> Path:
-    """The tiny checkpoint of `family` under `cache_dir`, built on first use."""
+    """The tiny checkpoint of `family` under `cache_dir`, built on first use. Several workers may start at
+    once: each builds in a folder of its own, the first rename wins and the others' stay out."""
     directory = cache_dir / "tiny-models" / family
-    if not (directory / "config.json").exists():
-        # Build beside it and rename, so an interrupted build never leaves a half checkpoint in place, and
-        # in a folder of its own, since several workers may start at once: the first rename wins.
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{family}.", dir=directory.parent))
-        try:
-            build_tiny_model(staging, family)
-            if not (directory / "config.json").exists():
-                shutil.rmtree(directory, ignore_errors=True)  # a half build of an older version
-                with contextlib.suppress(OSError):  # another process's rename came first
-                    staging.rename(directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    if (directory / "config.json").exists():
+        return directory
+    if directory.exists():  # no checkpoint (a rename is whole): a half build of an older version
+        shutil.rmtree(directory, ignore_errors=True)
+    with contextlib.suppress(OSError):  # another process's rename came first
+        build_tiny_model(directory, family)
     return directory
