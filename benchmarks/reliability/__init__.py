@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from benchmarks.reliability.database import database_outage
+from benchmarks.reliability.disk_full import disk_full
 from benchmarks.reliability.model_faults import MODEL_SCENARIOS
 from benchmarks.reliability.scenario import Context, Outcome
 from benchmarks.reliability.server_kill import server_kill
@@ -29,10 +30,13 @@ SCENARIOS: dict[str, Scenario] = {
     "server-kill": server_kill,
     "database-outage": database_outage,
     **MODEL_SCENARIOS,
+    "disk-full": disk_full,
 }
 
 
 def row(outcome: Outcome) -> list[object]:
+    if outcome.skipped is not None:
+        return [outcome.scenario, outcome.injected, *["-"] * 6, f"skipped: {outcome.skipped}"]
     errors = len(outcome.client_errors)
     return [
         outcome.scenario,

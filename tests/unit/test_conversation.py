@@ -31,7 +31,7 @@ from voice_assistant.config import TurnSettings
 from voice_assistant.history.store import HistoryStore, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioPart, Message
-from voice_assistant.session.conversation import DISCONNECTED, Conversation
+from voice_assistant.session.conversation import DISCONNECTED, HELD_REPLY, HELD_TURN, Conversation
 from voice_assistant.session.held_writes import HeldWrites
 from voice_assistant.session.interruption import Interruptions
 from voice_assistant.session.speech import Voice
@@ -454,7 +454,7 @@ async def test_a_reply_the_store_cannot_take_ends_in_reply_done_and_is_held_unti
     ] and log.events[5].type == "reply_done"
     (error,) = log.of("error")
     assert error.turn == 0  # type: ignore[attr-defined]
-    assert error.message == "the store is unreachable, so the reply is held: OperationalError"  # type: ignore[attr-defined]
+    assert error.message == HELD_REPLY + ": OperationalError"  # type: ignore[attr-defined]
     assert log.of("reply_done")[0].text == "Hello."  # type: ignore[attr-defined]
     assert store_errors(metrics) == 1 and held.count == 1
     turns = (await inline_store.get_session(conversation.session_id)).turns
@@ -494,7 +494,7 @@ async def test_turns_the_store_cannot_take_are_answered_held_and_stored_in_order
         ("reply_done", 2),
     ]
     (error,) = log.of("error")
-    assert error.message == "the store is unreachable, so the turn is held: OperationalError"  # type: ignore[attr-defined]
+    assert error.message == HELD_TURN + ": OperationalError"  # type: ignore[attr-defined]
     assert [getattr(e, "held", None) for e in log.of("turn_ended")] == [None, True, True]
     # The held turn was answered from itself alone (the system prompt, it) when the history could not be
     # read, else from the history too (the system prompt, turn 0 and its reply, it).

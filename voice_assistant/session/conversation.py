@@ -50,9 +50,9 @@ from voice_assistant.turn.taker import CompletedTurn
 logger = logging.getLogger(__name__)
 
 DISCONNECTED = "client disconnected before the reply"
-HELD_TURN = "the store is unreachable, so the turn is held"
-HELD_REPLY = "the store is unreachable, so the reply is held"
-HELD_FULL = "the store is unreachable and this server holds all it can, so the turn is lost"
+HELD_TURN = "the store cannot write now (unreachable, or its disk full), so the turn is held"
+HELD_REPLY = "the store cannot write now (unreachable, or its disk full), so the reply is held"
+HELD_FULL = "the store cannot write now, and this server holds all it can, so the turn is lost"
 """Each `error` adds the store's error type; what is held is stored once the store is back."""
 
 
