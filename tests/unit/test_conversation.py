@@ -34,8 +34,9 @@ from voice_assistant.model.base import AudioPart, Message
 from voice_assistant.session.conversation import DISCONNECTED, HELD_REPLY, HELD_TURN, Conversation
 from voice_assistant.session.held_writes import HeldWrites
 from voice_assistant.session.interruption import Interruptions
+from voice_assistant.session.speculation import Speculation
 from voice_assistant.session.speech import Voice
-from voice_assistant.session.window import WindowPolicy
+from voice_assistant.session.window import Window, WindowPolicy
 from voice_assistant.turn.detector import EndReason
 from voice_assistant.turn.taker import CompletedTurn
 
@@ -1036,3 +1037,16 @@ async def test_cancel_reply_stops_the_reply_in_progress(inline_store: HistorySto
     done = await log.wait_for("reply_done", 1)
     await conversation.close()
     assert done[0].interrupted and done[0].text == "a "  # type: ignore[attr-defined]
+
+
+async def test_a_speculation_whose_window_failed_raises_when_streamed_instead_of_waiting_forever() -> None:
+    async def unreadable() -> Window:
+        raise OSError("the store is away")
+
+    speculation = Speculation(FakeAudioLM([["never."]]), unreadable)
+    with pytest.raises(asyncio.CancelledError):
+        await speculation.window
+    with pytest.raises(OSError, match="the store is away"):
+        async with asyncio.timeout(5):  # only keeps a regression from hanging the suite
+            async for _ in speculation.stream():
+                pass

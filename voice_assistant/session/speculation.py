@@ -25,10 +25,12 @@ class Speculation:
     async def _run(self, model: AudioLM, window: Callable[[], Awaitable[Window]]) -> None:
         try:
             built = await window()
-        except Exception:
+        except Exception as exc:
             # Void, not failed: a turn that ends here reads its window again (and reports a failure then),
-            # and a discarded speculation leaves no exception that nobody retrieves.
+            # and a discarded speculation leaves no exception that nobody retrieves. Adopted all the same,
+            # its stream raises instead of waiting for deltas that never come.
             self.window.cancel()
+            self._deltas.put_nowait(exc)
             return
         self.window.set_result(built)
         try:
