@@ -31,7 +31,13 @@ from voice_assistant.config import TurnSettings
 from voice_assistant.history.store import HistoryStore, ReplyOutcome
 from voice_assistant.metrics import Metrics
 from voice_assistant.model.base import AudioPart, Message
-from voice_assistant.session.conversation import DISCONNECTED, HELD_REPLY, HELD_TURN, Conversation
+from voice_assistant.session.conversation import (
+    DISCONNECTED,
+    HELD_REPLY,
+    HELD_TURN,
+    UNREAD_HISTORY,
+    Conversation,
+)
 from voice_assistant.session.held_writes import HeldWrites
 from voice_assistant.session.interruption import Interruptions
 from voice_assistant.session.speculation import Speculation
@@ -1050,3 +1056,29 @@ async def test_a_speculation_whose_window_failed_raises_when_streamed_instead_of
         async with asyncio.timeout(5):  # only keeps a regression from hanging the suite
             async for _ in speculation.stream():
                 pass
+
+
+async def test_a_held_turn_answered_when_asked_hears_itself_alone_and_is_stored_with_its_reply(
+    inline_store: InlineStore, unretrieved: list[dict[str, Any]]
+) -> None:
+    lm = FakeAudioLM([["Held."]])
+    log, metrics = EventLog(), Metrics()
+    held = held_writes(inline_store, metrics)
+    conversation = await open_conversation(
+        inline_store, lm, log, metrics=metrics, held=held, speculative=False
+    )
+    inline_store.fail("recent_turns", times=2)  # the store goes away: the commit's read, then respond's
+    conversation.commit(turn(), answer=False)
+    await log.wait_for("turn_ended", 1)
+    conversation.respond()
+    await log.wait_for("reply_done", 1)
+
+    assert [e.message for e in log.of("error")] == [  # type: ignore[attr-defined]
+        HELD_TURN + ": OperationalError",
+        UNREAD_HISTORY + ": OperationalError",
+    ]
+    assert [m.role for m in lm.heard[0]] == ["system", "user"]
+    assert await held.flush()
+    await conversation.close()
+    turns = (await inline_store.get_session(conversation.session_id)).turns
+    assert [(t.index, t.reply_text) for t in turns] == [(0, "Held.")]

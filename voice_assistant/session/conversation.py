@@ -53,6 +53,7 @@ DISCONNECTED = "client disconnected before the reply"
 HELD_TURN = "the store cannot write now (unreachable, or its disk full), so the turn is held"
 HELD_REPLY = "the store cannot write now (unreachable, or its disk full), so the reply is held"
 HELD_FULL = "the store cannot write now, and this server holds all it can, so the turn is lost"
+UNREAD_HISTORY = "the history cannot be read now, so the reply hears this turn alone"
 """Each `error` adds the store's error type; what is held is stored once the store is back."""
 
 
@@ -443,8 +444,11 @@ class Conversation:
                 self.session_id, limit=self._policy.max_turns, audio_for_last=self._policy.audio_turns
             )
         except Exception as exc:
-            self._publish(self._store_failure("the history could not be read", exc, index))
-            return
+            if not unreachable(exc):
+                self._publish(self._store_failure("the history could not be read", exc, index))
+                return
+            past = []  # the store is away: the reply hears the turn alone, as a held turn's does
+            self._publish(self._store_failure(UNREAD_HISTORY, exc, index))
         earlier = [past_turn for past_turn in past if past_turn.index < index]
         current = turn.audio if turn.text is None else turn.text
         window = build_window(self._window_policy(request.instructions), earlier, current)
