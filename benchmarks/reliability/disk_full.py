@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from benchmarks.reliability.database import recovered
-from benchmarks.reliability.scenario import Caller, Context, Outcome, since, stored_turns
+from benchmarks.reliability.scenario import Caller, Context, Outcome, log_clean, since, stored_turns
 from benchmarks.server import ServerProcess
 
 ENV = {"VA_END_OF_TURN": "silence", "VA_MAX_NEW_TOKENS": "16", "VA_TRANSCRIPTS": "false"}
@@ -75,5 +75,6 @@ async def disk_full(context: Context) -> Outcome:
             outcome.checks["database intact"] = await asyncio.to_thread(integrity, database) == "ok"
         await asyncio.to_thread(subprocess.run, ["umount", str(disk)], check=False)
     outcome.count(caller, turns)
+    outcome.checks["server log clean"] = log_clean(server.log())
     outcome.checks["the client was told"] = any("held" in error for error in caller.errors)
     return outcome

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.reliability.model_server import MODEL
-from benchmarks.reliability.scenario import Caller, Context, Outcome, since, stored_turns
+from benchmarks.reliability.scenario import Caller, Context, Outcome, log_clean, since, stored_turns
 from benchmarks.server import ServerProcess, free_port
 
 FIRST_TOKEN_TIMEOUT_S = 3.0
@@ -99,6 +99,7 @@ async def _fault(
         await asyncio.to_thread(server.stop)
         await asyncio.to_thread(model.kill)
     outcome.count(caller, turns)
+    outcome.checks["server log clean"] = log_clean(server.log())
     return outcome
 
 

@@ -190,5 +190,10 @@ async def stored_turns(base_url: str, session_id: str) -> list[dict[str, Any]]:
         return list(response.json()["turns"])
 
 
+def log_clean(log: str) -> bool:
+    """No exception the server's event loop found nobody waiting for (a future or task left failing)."""
+    return "exception was never retrieved" not in log
+
+
 def since(start: float) -> float:
     return round(time.monotonic() - start, 2)

@@ -12,7 +12,7 @@ import asyncio
 import signal
 import time
 
-from benchmarks.reliability.scenario import TURN_S, Caller, Context, Outcome, since, stored_turns
+from benchmarks.reliability.scenario import TURN_S, Caller, Context, Outcome, log_clean, since, stored_turns
 from benchmarks.server import ServerProcess
 from voice_assistant.history.store import CUT_OFF
 
@@ -52,6 +52,7 @@ async def server_kill(context: Context) -> Outcome:
         await caller.hang_up()
         await asyncio.to_thread(server.stop)
     outcome.count(caller, turns)
+    outcome.checks["server log clean"] = log_clean(server.log())
     outcome.checks["killed turn marked cut off"] = (
         len(turns) > 2 and turns[2]["interrupted"] and turns[2]["error"] == CUT_OFF
     )
