@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from benchmarks.reliability.network import jitter, loss_5, loss_15, outage_3s, outage_3s_turn
 from benchmarks.reliability.scenario import Context, Outcome
 from benchmarks.reliability.server_kill import server_kill
 from benchmarks.report import RESULTS, format_table, machine, now, write_json
@@ -24,6 +25,11 @@ from benchmarks.server import keep_webrtc_on_loopback
 Scenario = Callable[[Context], Awaitable[Outcome]]
 SCENARIOS: dict[str, Scenario] = {
     "server-kill": server_kill,
+    "loss-5": loss_5,
+    "loss-15": loss_15,
+    "outage-3s": outage_3s,
+    "outage-3s-turn": outage_3s_turn,
+    "jitter": jitter,
 }
 
 

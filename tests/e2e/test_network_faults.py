@@ -1,0 +1,30 @@
+"""A network fault on a real caller's path, through the reliability benchmark's own code
+(benchmarks/reliability/network.py): the server in a network namespace of its own, the caller across a veth
+pair, and a 3 s outage (nftables dropping every packet both ways) at the first word of a spoken reply.
+Every turn spoken ends once and is stored, and the next turn after the outage is answered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.reliability import HEADER, row
+from benchmarks.reliability.netpath import sh, unavailable
+from benchmarks.reliability.network import outage_3s
+from benchmarks.reliability.scenario import Context
+from benchmarks.report import format_table
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_a_3_s_outage_mid_reply_loses_no_turn_and_the_next_turn_is_answered(tmp_path: Path) -> None:
+    if reason := unavailable():
+        pytest.skip(f"network faults need a namespace, a veth pair and nftables: {reason}")
+    outcome = await outage_3s(Context(tmp_path, None, short=True))
+    print("\n" + format_table(HEADER, [row(outcome)]) + "\n" + outcome.notes)
+    assert outcome.passed, outcome.to_json()
+    assert outcome.spoken == outcome.committed == outcome.stored == 2  # the cut reply's turn, then the next
+    assert outcome.recovery_s is not None
+    # Nothing of the path is left: no namespace, no table.
+    assert "vanet-" not in sh("ip", "netns", "list") and "vanet_" not in sh("nft", "list", "tables")
