@@ -55,7 +55,7 @@ from voice_assistant.ice_addresses import parse_ice_addresses
 from voice_assistant.transport.ice import ConfiguredConnection, gather_host_candidates_on
 
 ENV = {"VA_END_OF_TURN": "silence", "VA_WEBRTC_SPEECH": "true", "VA_MAX_NEW_TOKENS": "48"}
-"""Spoken replies (media both ways), long enough to cut off in the middle of."""
+"""Spoken replies (media both ways), long enough to cut off in the middle of; half that in the short form."""
 OUTAGE_S = 3.0
 NO_STUN = RTCConfiguration(iceServers=[])
 """The caller's peer connections ask no STUN server: the path has no way out, and needs none."""
@@ -158,7 +158,8 @@ async def on_path(
         outcome.notes = f"no network namespace: {error}"
         return outcome
     outcome.checks["network namespace available"] = True
-    server = NamespacedServer(context.folder(folder), path, ENV)
+    env = {**ENV, "VA_MAX_NEW_TOKENS": "24"} if context.short else ENV
+    server = NamespacedServer(context.folder(folder), path, env)
     try:
         await asyncio.to_thread(server.start)
         with caller_candidates_on(path.caller_address):
