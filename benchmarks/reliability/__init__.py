@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmarks.reliability.database import database_outage
 from benchmarks.reliability.disk_full import disk_full
 from benchmarks.reliability.model_faults import MODEL_SCENARIOS
+from benchmarks.reliability.network import jitter, loss_5, loss_15, outage_3s, outage_3s_turn
 from benchmarks.reliability.scenario import Context, Outcome
 from benchmarks.reliability.server_kill import server_kill
 from benchmarks.report import RESULTS, format_table, machine, now, write_json
@@ -31,6 +32,11 @@ SCENARIOS: dict[str, Scenario] = {
     "database-outage": database_outage,
     **MODEL_SCENARIOS,
     "disk-full": disk_full,
+    "loss-5": loss_5,
+    "loss-15": loss_15,
+    "outage-3s": outage_3s,
+    "outage-3s-turn": outage_3s_turn,
+    "jitter": jitter,
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from aiortc import RTCConfiguration
 
 from benchmarks.human_set import trimmed
 from benchmarks.human_speech import asterisk_prompt
@@ -50,6 +51,8 @@ class Outcome:
     """The `error` events (or refusals) the client saw, in order."""
     recovery_s: float | None = None
     """From the fault's end to the first turn answered again."""
+    reconnects: int = 0
+    """New connections the caller made, resuming its session, because the one it had failed."""
     checks: dict[str, bool] = field(default_factory=dict)
     """What else the scenario asserts (e.g. "interrupted turn marked"), each true or false."""
     notes: str = ""
@@ -94,8 +97,10 @@ def sentence(turn: int) -> np.ndarray:
 class Caller:
     """One caller on WebRTC, turn after turn, resuming its session on every new connection."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, configuration: RTCConfiguration | None = None) -> None:
         self.base_url = base_url
+        self.configuration = configuration
+        """Of every peer connection (default: aiortc's, its STUN server included)."""
         self.session_id: str | None = None
         self.client: VoiceClient | None = None
         self.spoken = 0
@@ -108,7 +113,7 @@ class Caller:
         """A new connection (to `base_url`, e.g. a restarted server) that resumes the session."""
         await self.hang_up()
         self.base_url = base_url or self.base_url
-        self.client = VoiceClient(self.base_url, session_id=self.session_id)
+        self.client = VoiceClient(self.base_url, session_id=self.session_id, configuration=self.configuration)
         await self.client.connect()
         self.session_id = self.client.session_id
 
