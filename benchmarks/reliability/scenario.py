@@ -9,6 +9,7 @@ lost. A committed turn is one the server announced with `turn_ended`: the store 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,14 +79,22 @@ class Context:
 
 def sentence(turn: int) -> np.ndarray:
     """The caller's `turn`-th sentence (16 kHz), the prompts in turn."""
-    return trimmed(asterisk_prompt(PROMPTS[turn % len(PROMPTS)]))
+    return _prompt(PROMPTS[turn % len(PROMPTS)])
+
+
+@functools.cache
+def _prompt(name: str) -> np.ndarray:
+    """Read once: a soak's callers say them again and again."""
+    return trimmed(asterisk_prompt(name))
 
 
 class Caller:
     """One caller on WebRTC, turn after turn, resuming its session on every new connection."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 20.0) -> None:
         self.base_url = base_url
+        self.timeout = timeout
+        """For each connection's offer and data channel (`VoiceClient.timeout`)."""
         self.session_id: str | None = None
         self.client: VoiceClient | None = None
         self.spoken = 0
@@ -97,7 +106,7 @@ class Caller:
         """A new connection (to `base_url`, e.g. a restarted server) that resumes the session."""
         await self.hang_up()
         self.base_url = base_url or self.base_url
-        self.client = VoiceClient(self.base_url, session_id=self.session_id)
+        self.client = VoiceClient(self.base_url, session_id=self.session_id, timeout=self.timeout)
         await self.client.connect()
         self.session_id = self.client.session_id
 
