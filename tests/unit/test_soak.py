@@ -4,6 +4,7 @@ flat, a leak not, whichever of the two measures (thirds, slope) sees it."""
 from __future__ import annotations
 
 import math
+import os
 import random
 
 import pytest
@@ -93,3 +94,31 @@ def test_every_process_and_series_is_judged_and_one_leak_makes_it_not_flat() -> 
     leaking = judge([moment(t, 0.2) for t in TIMES], warmup_s=WARMUP_S)  # 12 tasks a minute
     assert not leaking["worker 0"]["tasks"]["flat"] and not soak.flat(leaking)
     assert leaking["worker 0"]["rss_mb"]["flat"]
+
+
+def test_a_process_is_read_from_proc_and_a_gone_one_is_none() -> None:
+    figures = soak.proc_figures(os.getpid())
+    assert figures is not None
+    assert figures["rss_mb"] > 1 and figures["fds"] >= 3 and figures["threads"] >= 1
+    assert soak.proc_figures(2**22 + 1) is None  # above the kernel's pid_max: never a process
+
+
+def test_the_workers_gauges_are_read_from_the_proxys_metrics() -> None:
+    metrics = "\n".join(
+        [
+            "# TYPE va_asyncio_tasks gauge",
+            'va_asyncio_tasks{worker="0"} 41.0',
+            'va_asyncio_tasks{worker="1"} 38.0',
+            "# TYPE va_live_sessions gauge",
+            'va_live_sessions{worker="0"} 3.0',
+            'va_live_sessions{worker="1"} 2.0',
+            "# TYPE va_event_loop_lag_seconds gauge",
+            'va_event_loop_lag_seconds{worker="1"} 0.25',
+            "# TYPE va_turns counter",
+            'va_turns_total{end="silence",worker="0"} 7.0',
+        ]
+    )
+    assert soak.worker_gauges(metrics + "\n") == {
+        "0": {"tasks": 41.0, "sessions": 3.0},
+        "1": {"tasks": 38.0, "sessions": 2.0, "lag_s": 0.25},
+    }
