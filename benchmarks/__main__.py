@@ -17,6 +17,7 @@ BENCHMARKS = {
     "phone": "benchmarks.phone",
     "realtime": "benchmarks.realtime",
     "reliability": "benchmarks.reliability",
+    "soak": "benchmarks.soak",
 }
 
 

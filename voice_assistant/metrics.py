@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+def loop_tasks() -> float:
+    """The tasks of the running event loop not yet done; NaN where no loop runs (read off the loop)."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:
+        return float("nan")
 
 
 class LiveCount:
@@ -109,3 +118,9 @@ class Metrics:
             "Caller audio that reached the turn detector.",
             registry=self.registry,
         )
+        self.asyncio_tasks = Gauge(
+            "va_asyncio_tasks",
+            "Tasks not yet done on the event loop that serves /metrics, counted at each scrape.",
+            registry=self.registry,
+        )
+        self.asyncio_tasks.set_function(loop_tasks)

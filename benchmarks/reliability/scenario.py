@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -91,16 +92,26 @@ class Context:
 
 def sentence(turn: int) -> np.ndarray:
     """The caller's `turn`-th sentence (16 kHz), the prompts in turn."""
-    return trimmed(asterisk_prompt(PROMPTS[turn % len(PROMPTS)]))
+    return _prompt(PROMPTS[turn % len(PROMPTS)])
+
+
+@functools.cache
+def _prompt(name: str) -> np.ndarray:
+    """Read once: a soak's callers say them again and again."""
+    return trimmed(asterisk_prompt(name))
 
 
 class Caller:
     """One caller on WebRTC, turn after turn, resuming its session on every new connection."""
 
-    def __init__(self, base_url: str, *, configuration: RTCConfiguration | None = None) -> None:
+    def __init__(
+        self, base_url: str, *, configuration: RTCConfiguration | None = None, timeout: float = 20.0
+    ) -> None:
         self.base_url = base_url
         self.configuration = configuration
         """Of every peer connection (default: aiortc's, its STUN server included)."""
+        self.timeout = timeout
+        """For each connection's offer and data channel (`VoiceClient.timeout`)."""
         self.session_id: str | None = None
         self.client: VoiceClient | None = None
         self.spoken = 0
@@ -113,7 +124,9 @@ class Caller:
         """A new connection (to `base_url`, e.g. a restarted server) that resumes the session."""
         await self.hang_up()
         self.base_url = base_url or self.base_url
-        self.client = VoiceClient(self.base_url, session_id=self.session_id, configuration=self.configuration)
+        self.client = VoiceClient(
+            self.base_url, session_id=self.session_id, configuration=self.configuration, timeout=self.timeout
+        )
         await self.client.connect()
         self.session_id = self.client.session_id
 
