@@ -10,13 +10,14 @@ and leaves the group's other fields to the environment.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Any, get_origin
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsError
+
+from voice_assistant.wire_json import parse_json
 
 
 class SettingsGroup(BaseModel):
@@ -96,7 +97,7 @@ class FlatEnvironment(PydanticBaseSettingsSource):
                 continue
             if get_origin(_field(self.settings_cls, group, field).annotation) in (dict, list):
                 try:
-                    raw = json.loads(raw)
+                    raw = parse_json(raw)
                 except ValueError as exc:
                     raise SettingsError(f"error parsing value for {prefix + name} as JSON") from exc
             values.setdefault(group, {})[field] = raw

@@ -79,6 +79,7 @@ def test_a_session_update_this_server_cannot_honour_says_which_field(
     ("text", "code"),
     [
         ("{", "invalid_json"),
+        ("[" * 100_000, "invalid_json"),  # past the decoder's recursion limit: not a RecursionError
         ("[1, 2]", "invalid_event"),
         (json.dumps({"type": "nope"}), "unknown_event"),
         (json.dumps({"type": "conversation.item.truncate", "item_id": "x"}), "invalid_value"),

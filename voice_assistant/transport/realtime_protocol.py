@@ -12,13 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from voice_assistant.errors import VoiceAssistantError
+from voice_assistant.wire_json import parse_json
 
 MAX_MESSAGE_CHARS = 15 * 1024 * 1024
 """OpenAI's own limit on a client event (15 MiB): an `append` of several seconds of audio fits."""
@@ -283,7 +283,7 @@ def parse(text: str) -> ClientEvent:
             code="event_too_large",
         )
     try:
-        raw: Any = json.loads(text)
+        raw: Any = parse_json(text)
     except ValueError as exc:
         raise ProtocolError(f"the event is not JSON: {exc}", code="invalid_json") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):

@@ -20,6 +20,7 @@ from voice_assistant.assistant import Assistant
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.errors import ApiError
 from voice_assistant.web.sites import ConnectionLimits
+from voice_assistant.wire_json import parse_json
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -142,7 +143,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if len(raw) > 2 * MAX_OFFER_BYTES:
         raise ApiError(413, "offer too large")
     try:
-        body = json.loads(raw)
+        body = parse_json(raw)
     except ValueError as exc:
         raise ApiError(400, f"the body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
