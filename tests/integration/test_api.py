@@ -138,3 +138,23 @@ async def test_connections_past_the_limit_are_refused_with_503(server: ServerPro
     finally:
         for client in clients:
             await client.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "status"),
+    [
+        # Past what the store's integers hold (SQLite raised OverflowError: a 500).
+        ("GET", "/api/sessions/0123/turns/99999999999999999999/audio", None, None, 422),
+        ("GET", "/api/sessions/0123/turns/-99999999999999999999/audio", None, None, 422),
+        ("GET", f"/api/sessions?offset={10**20}", None, None, 422),
+        ("GET", "/api/sessions?limit=abc", None, None, 422),
+    ],
+)
+def test_request_errors_are_json_never_a_500(
+    http: httpx.Client, method: str, path: str, body: bytes | None, content_type: str | None, status: int
+) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN}", **({"Content-Type": content_type} if content_type else {})}
+    response = http.request(method, path, content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]
+

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,6 +15,10 @@ from voice_assistant.assistant import Assistant
 from voice_assistant.events import ReconnectRequested
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.errors import ApiError
+
+MAX_INTEGER = 2**31 - 1
+"""The largest turn index or list offset asked of the store: PostgreSQL's INTEGER, well within SQLite's;
+past it the drivers fail (SQLite with OverflowError: a 500), where the client should get a 422."""
 
 
 def api_router(assistant: Assistant, admission: Admission) -> APIRouter:
@@ -39,7 +43,7 @@ def api_router(assistant: Assistant, admission: Admission) -> APIRouter:
     async def list_sessions(
         authorization: str | None = Header(None),
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_INTEGER),
     ) -> dict[str, Any]:
         require_admin(authorization)
         sessions = await store.list_sessions(limit=limit, offset=offset)
@@ -55,7 +59,7 @@ def api_router(assistant: Assistant, admission: Admission) -> APIRouter:
         return Response(status_code=204)
 
     @router.get("/api/sessions/{session_id}/turns/{index}/audio")
-    async def turn_audio(session_id: str, index: int) -> Response:
+    async def turn_audio(session_id: str, index: int = Path(ge=0, le=MAX_INTEGER)) -> Response:
         try:
             audio = await store.turn_audio(session_id, index)
         except LookupError as exc:
