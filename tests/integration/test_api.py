@@ -148,6 +148,11 @@ async def test_connections_past_the_limit_are_refused_with_503(server: ServerPro
         ("GET", "/api/sessions/0123/turns/-99999999999999999999/audio", None, None, 422),
         ("GET", f"/api/sessions?offset={10**20}", None, None, 422),
         ("GET", "/api/sessions?limit=abc", None, None, 422),
+        # Bytes, and a lone surrogate, once echoed in the 422 (a 500: neither renders as UTF-8 JSON).
+        ("POST", "/v1/realtime/client_secrets", b"\xff\xfe", "text/plain", 400),
+        ("POST", "/v1/realtime/client_secrets", b'"\\ud800"', "application/json", 400),
+        ("POST", "/v1/realtime/client_secrets", b'{"session": ' * 40 + b"{}" + b"}" * 40, None, 400),
+        ("POST", "/v1/realtime/client_secrets", b"{" + b" " * 70_000 + b"}", None, 413),
     ],
 )
 def test_request_errors_are_json_never_a_500(
@@ -158,3 +163,10 @@ def test_request_errors_are_json_never_a_500(
     assert response.status_code == status, response.text
     assert response.json()["error"]
 
+
+def test_a_client_secret_echoes_its_session_whatever_text_it_holds(http: httpx.Client) -> None:
+    """A lone surrogate (a JSON escape) goes back as it came, escaped, not as a 500."""
+    body = b'{"session": {"instructions": "be \\ud800 brief"}}'
+    response = http.post("/v1/realtime/client_secrets", content=body)
+    assert response.status_code == 200
+    assert response.json()["session"]["instructions"] == "be \ud800 brief"

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field, ValidationError
 from voice_assistant.assistant import Assistant
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.errors import ApiError
+from voice_assistant.web.json_bodies import json_object
 from voice_assistant.web.sites import ConnectionLimits
-from voice_assistant.wire_json import parse_json
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -94,7 +94,7 @@ def offer_router(assistant: Assistant, stream: Stream, offers: NewOffers, bindin
 
     @router.post("/webrtc/offer")
     async def offer(request: Request) -> Any:
-        body = await _json_body(request)
+        body = await json_object(request, max_bytes=2 * MAX_OFFER_BYTES)
         if body.get("type") == "ice-candidate":
             candidate = _parse(IceCandidate, body)
             return await stream.handle_offer(
@@ -136,19 +136,6 @@ def offer_router(assistant: Assistant, stream: Stream, offers: NewOffers, bindin
         return {**answer, "session_id": session_id}
 
     return router
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > 2 * MAX_OFFER_BYTES:
-        raise ApiError(413, "offer too large")
-    try:
-        body = parse_json(raw)
-    except ValueError as exc:
-        raise ApiError(400, f"the body is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return body
 
 
 def _parse(model: type[M], body: dict[str, Any]) -> M:

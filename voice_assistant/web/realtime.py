@@ -22,7 +22,7 @@ import secrets
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, WebSocket
+from fastapi import APIRouter, Header, Request, WebSocket
 
 from voice_assistant.assistant import Assistant
 from voice_assistant.session.pipeline import SessionPipeline
@@ -32,10 +32,13 @@ from voice_assistant.transport.realtime import RealtimeConnection
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.drain import Live
 from voice_assistant.web.errors import ApiError
+from voice_assistant.web.json_bodies import EscapedJSONResponse, json_object
 
 POLICY_VIOLATION, TRY_AGAIN_LATER = 1008, 1013
 SECRET_PREFIX = "ek_"
 BROWSER_KEY = "openai-insecure-api-key."
+MAX_SECRET_REQUEST_BYTES = 64 * 1024
+"""A client secret's request is its session's settings: instructions, formats, turn detection."""
 
 
 class ClientSecrets:
@@ -96,15 +99,14 @@ def realtime_router(assistant: Assistant, admission: Admission, live: Live[Realt
         scheme, _, given = (authorization or "").partition(" ")
         return given.strip() if scheme.lower() == "bearer" else ""
 
-    @router.post("/v1/realtime/client_secrets")
+    @router.post("/v1/realtime/client_secrets", response_class=EscapedJSONResponse)
     async def mint_client_secret(
-        authorization: Annotated[str | None, Header()] = None,
-        request: Annotated[dict[str, Any] | None, Body()] = None,
+        http: Request, authorization: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
-        request = request or {}
         key = bearer(authorization)
         if key.startswith(SECRET_PREFIX) or key_session(key) is None:
             raise ApiError(401, "an API key is required: Authorization: Bearer <one of VA_API_KEYS>")
+        request = await json_object(http, max_bytes=MAX_SECRET_REQUEST_BYTES, empty={})
         session = request.get("session") or {}
         try:
             rt.session_change(session)  # refused now rather than when the browser connects
