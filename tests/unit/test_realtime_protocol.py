@@ -169,8 +169,8 @@ class RecordingSocket:
         self.sent: list[dict[str, Any]] = []
         self.closed: int | None = None
 
-    async def send_json(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
 
     async def receive(self) -> dict[str, Any]:
         return {"type": "websocket.disconnect", "code": 1000}

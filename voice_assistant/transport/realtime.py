@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,7 @@ from voice_assistant.events import (
     TurnStarted,
 )
 from voice_assistant.history.store import HistoryStore
+from voice_assistant.history.text import storable
 from voice_assistant.metrics import Metrics
 from voice_assistant.session.pipeline import SessionPipeline
 from voice_assistant.session.store_failures import store_failure
@@ -214,7 +216,9 @@ class RealtimeConnection:
         # protocol with an OSError (ClientDisconnected); the listener then ends the session.
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             while (message := await self._outbox.get()) is not None:
-                await self._socket.send_json(message)
+                # ASCII JSON: what a client sent is echoed (instructions, typed text, event ids), and a lone
+                # surrogate in it (a JSON escape) cannot be UTF-8, which killed the writer (send_json).
+                await self._socket.send_text(json.dumps(message))
             await self._socket.close(self._close_code)
 
     def _send(self, kind: str, **fields: Any) -> None:
@@ -388,7 +392,7 @@ class RealtimeConnection:
             self._commit_audio(audio, time.time() - len(audio) / MODEL_RATE)
             return
         if kinds == {"input_text"} and all(isinstance(part.get("text"), str) for part in parts):
-            text = "\n".join(part["text"] for part in parts)
+            text = storable("\n".join(part["text"] for part in parts))
             self._commit_audio(np.zeros(0, dtype=np.float32), time.time(), text=text)
             return
         raise rt.ProtocolError(

@@ -5,6 +5,8 @@ the official `openai` SDK's types (`openai.types.realtime`): the GA event set, w
 accepted where they differ (a beta client's `session.update` has flat `modalities`,
 `input_audio_format`, `turn_detection` and `voice`; the GA one nests them under `audio`). Server events
 go out under their GA names, or under the beta ones to a client that said `OpenAI-Beta: realtime=v1`.
+The text a client gives the model (instructions, typed turns) is made storable (history/text.py): a lone
+surrogate, which the model's tokenizer refuses, becomes U+FFFD, as in the store.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from voice_assistant.errors import VoiceAssistantError
+from voice_assistant.history.text import storable
 from voice_assistant.wire_json import parse_json
 
 MAX_MESSAGE_CHARS = 15 * 1024 * 1024
@@ -154,7 +157,7 @@ def session_change(raw: Any) -> SessionChange:
             "instructions must be a string", code="invalid_value", param="session.instructions"
         )
     return SessionChange(
-        instructions=instructions,
+        instructions=storable(instructions) if instructions is not None else None,
         turn_detection=detection,
         input_format=_format(
             heard.get("format", raw.get("input_audio_format")), "session.audio.input.format"
@@ -229,7 +232,7 @@ class ResponseCreate(_Event):
     @property
     def instructions(self) -> str | None:
         value = (self.response or {}).get("instructions")
-        return value if isinstance(value, str) else None
+        return storable(value) if isinstance(value, str) else None
 
     @property
     def modalities(self) -> tuple[Modality, ...] | None:
