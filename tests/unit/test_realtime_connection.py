@@ -129,3 +129,35 @@ async def test_a_lone_surrogate_is_echoed_as_its_escape_and_the_model_hears_the_
     assert heard[0].text.startswith("Be \ufffd.") and heard[-1].text == "Hi \ufffd"
     assert "response.done" in client.kinds and client.closed == (1000, None)
 
+
+def detection(**fields: Any) -> dict[str, Any]:
+    return {"type": "session.update", "session": {"turn_detection": fields}}
+
+
+@pytest.mark.parametrize(
+    ("event", "code"),
+    [
+        # Shapes that raised TypeError or AttributeError out of the connection, which then closed.
+        (user_message(5), "unsupported_item"),
+        (user_message([{"type": [1]}]), "unsupported_item"),
+        (user_message([{"type": "input_text", "text": "x"}, 5]), "unsupported_item"),
+        (
+            {"type": "session.update", "session": {"input_audio_format": {"type": ["audio/pcm"]}}},
+            "invalid_value",
+        ),
+        # Values the server's own settings refuse, once taken as they came.
+        (detection(type="server_vad", threshold=7), "invalid_value"),
+        (detection(type="semantic_vad", threshold=-0.5), "invalid_value"),
+        (detection(type="server_vad", prefix_padding_ms=-1), "invalid_value"),
+        (detection(type="server_vad", prefix_padding_ms=10**9), "invalid_value"),  # kept in memory
+    ],
+)
+async def test_a_malformed_event_is_an_error_and_the_connection_goes_on(
+    inline_store: InlineStore, event: dict[str, Any], code: str
+) -> None:
+    lm = FakeAudioLM([["Fine."]])
+    client = ScriptedClient([event, MANUAL, typed("Hi"), Until("conversation.item.done")])
+    client.script += [{"type": "response.create"}, Until("response.done")]
+    await serve(inline_store, lm, client)
+    assert client.errors() == [code]
+    assert client.events[-1]["response"]["status"] == "completed" and len(lm.heard) == 1

@@ -375,10 +375,10 @@ class RealtimeConnection:
     def _create_item(self, event: rt.ItemCreate) -> None:
         """A user message of audio, or of text (typed turns, such as the context Pipecat sends first)."""
         item = event.item
-        parts = (
-            item.get("content") or [] if item.get("type") == "message" and item.get("role") == "user" else []
-        )
-        kinds = {part.get("type") for part in parts if isinstance(part, dict)}
+        content = item.get("content") if item.get("type") == "message" and item.get("role") == "user" else None
+        # Anything but a list of objects is no content this server takes: it has no kinds.
+        parts = content if isinstance(content, list) and all(isinstance(p, dict) for p in content) else []
+        kinds = {str(part.get("type")) for part in parts}
         if kinds == {"input_audio"} and all(isinstance(part.get("audio"), str) for part in parts):
             clips = [rt.AudioAppend(type="input_audio_buffer.append", audio=part["audio"]) for part in parts]
             audio = np.concatenate([self._decode(clip.data(), event.event_id) for clip in clips])
