@@ -129,3 +129,41 @@ async def test_a_binary_frame_closes_the_stream_with_a_reason_not_a_traceback(
     with contextlib.suppress(WebSocketDisconnect):  # the route suppresses it, as for every close
         await call.run()
     assert socket.closed == (UNSUPPORTED_DATA, "media streams are JSON text messages, not binary")
+
+
+class BrokenVad:
+    """A VAD that fails on every frame: a bug in turn-taking, in the middle of a call."""
+
+    def stream(self) -> BrokenVad:
+        return self
+
+    def prob(self, frame: object) -> float:
+        raise RuntimeError("a bug")
+
+
+async def test_a_failure_no_handler_expected_closes_the_stream_with_a_reason(
+    inline_store: InlineStore,
+) -> None:
+    metrics = Metrics()
+    pipelines = Pipelines(store=inline_store, hub=EventHub(), metrics=metrics)
+    answering = Answering(
+        FakeAudioLM([]), POLICY, FakeSynthesizer(), 60.0, speculative=False, transcripts=False
+    )
+    pipelines.load(TurnTaking(BrokenVad(), TurnSettings(), None), answering)  # type: ignore[arg-type]
+    session_id = await inline_store.create_session(now=datetime.now(UTC))
+
+    async def spend_token(token: str) -> str | None:
+        return session_id
+
+    silence = twilio.media(str(START["streamSid"]), MULAW_SILENCE * FRAME_BYTES)
+    socket = ScriptedSocket([json.dumps(START), *[silence] * 5])
+    call = PhoneCall(
+        socket,  # type: ignore[arg-type]
+        pipelines=pipelines,
+        metrics=metrics,
+        audio=RecordingStreams(),
+        spend_token=spend_token,
+        greeting="",
+    )
+    await call.run()
+    assert socket.closed == (INTERNAL_ERROR, "the assistant failed on this call")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -86,17 +87,23 @@ class ScriptedClient:
 
 
 async def serve(
-    store: InlineStore, lm: FakeAudioLM, client: ScriptedClient, *, metrics: Metrics | None = None
+    store: InlineStore,
+    lm: FakeAudioLM,
+    client: ScriptedClient,
+    *,
+    tamper: Callable[[SessionPipeline], None] = lambda _: None,
 ) -> None:
-    """Serves `client` until it hangs up."""
-    metrics = metrics or Metrics()
+    """Serves `client` until it hangs up; `tamper` may break the pipeline first."""
+    metrics = Metrics()
     pipelines = Pipelines(store=store, hub=EventHub(), metrics=metrics)
     answering = Answering(lm, POLICY, None, 60.0, speculative=False, transcripts=False)
     pipelines.load(TurnTaking(SileroModel(), TurnSettings(), None), answering)
     session_id = await store.create_session(now=datetime.now(UTC))
 
     async def open_pipeline(connection: RealtimeConnection) -> SessionPipeline:
-        return await pipelines.open(session_id, publish=connection.publish, plain_barge_in=True)
+        pipeline = await pipelines.open(session_id, publish=connection.publish, plain_barge_in=True)
+        tamper(pipeline)
+        return pipeline
 
     connection = RealtimeConnection(
         client,  # type: ignore[arg-type]
@@ -161,3 +168,30 @@ async def test_a_malformed_event_is_an_error_and_the_connection_goes_on(
     await serve(inline_store, lm, client)
     assert client.errors() == [code]
     assert client.events[-1]["response"]["status"] == "completed" and len(lm.heard) == 1
+
+
+async def test_an_item_the_store_cannot_read_is_an_error_and_the_connection_goes_on(
+    inline_store: InlineStore,
+) -> None:
+    client = ScriptedClient([{"type": "conversation.item.retrieve", "item_id": "item_000000_user"}, MANUAL])
+    inline_store.fail("get_session")
+    await serve(inline_store, FakeAudioLM([]), client)
+    assert client.errors() == ["store_unavailable"] and client.kinds[-1] == "session.updated"
+
+
+async def test_a_failure_no_handler_expected_is_an_error_and_a_close_with_a_reason(
+    inline_store: InlineStore,
+) -> None:
+    """A bug in handling one event: the client is told and the socket closed, not dropped (1006)."""
+
+    def broken(pipeline: SessionPipeline) -> None:
+        async def retune(_: TurnSettings | None) -> None:
+            raise RuntimeError("a bug")
+
+        pipeline.retune = retune  # type: ignore[method-assign]
+
+    client = ScriptedClient([MANUAL, {"type": "nope"}])
+    await serve(inline_store, FakeAudioLM([]), client, tamper=broken)
+    assert client.errors() == ["internal_error"]
+    assert "RuntimeError" in client.events[-1]["error"]["message"]
+    assert client.closed == (1011, "the server failed on this connection")

@@ -175,7 +175,7 @@ class RecordingSocket:
     async def receive(self) -> dict[str, Any]:
         return {"type": "websocket.disconnect", "code": 1000}
 
-    async def close(self, code: int = 1000) -> None:
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
         self.closed = code
 
 

@@ -120,6 +120,16 @@ class PhoneCall:
 
     async def run(self) -> None:
         await self._socket.accept()
+        try:
+            await self._answer()
+        except WebSocketDisconnect:
+            raise
+        except Exception:  # a bug: the stream is closed with why, not dropped (1006); other calls go on
+            logger.exception("the call failed")
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # closed meanwhile
+                await self._socket.close(INTERNAL_ERROR, "the assistant failed on this call")
+
+    async def _answer(self) -> None:
         start = await self._await_start()
         if start is None:
             return
