@@ -153,6 +153,8 @@ async def test_connections_past_the_limit_are_refused_with_503(server: ServerPro
         ("POST", "/v1/realtime/client_secrets", b'"\\ud800"', "application/json", 400),
         ("POST", "/v1/realtime/client_secrets", b'{"session": ' * 40 + b"{}" + b"}" * 40, None, 400),
         ("POST", "/v1/realtime/client_secrets", b"{" + b" " * 70_000 + b"}", None, 413),
+        # A form python-multipart cannot parse, which Starlette let through (a 500).
+        ("POST", "/telephone/incoming", b"\xff" * 10, "multipart/form-data; boundary=x", 400),
     ],
 )
 def test_request_errors_are_json_never_a_500(
