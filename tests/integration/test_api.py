@@ -101,6 +101,8 @@ def test_listing_sessions_needs_the_admin_token(http: httpx.Client) -> None:
         (b"not json", 400, "not JSON"),
         (b"[1, 2]", 400, "JSON object"),
         (b"[" * 100_000, 400, "nested deeper"),
+        (b'{"type": "ice-candidate", "webrtc_id": "nope", "candidate": {}}', 404, "unknown_connection"),
+        (b'{"type": "ice-candidate", "webrtc_id": "nope", "candidate": 5}', 400, "candidate"),
         (b'{"type": "offer", "webrtc_id": "a"}', 400, "sdp"),
         (b'{"sdp": "v=0", "type": "answer", "webrtc_id": "a"}', 400, "type"),
         (b'{"sdp": "v=0", "type": "offer"}', 400, "webrtc_id"),

@@ -30,6 +30,7 @@ BINDING_TTL_S = 120.0
 """An offer's session waits this long for its connection's handler to start."""
 _FULL = "concurrency_limit_reached"
 _REFUSALS = {"connection_already_exists": 409}
+_CANDIDATE_REFUSALS = {"unknown_connection": 404, "connection_closed": 409}
 
 
 class Offer(BaseModel):
@@ -97,9 +98,12 @@ def offer_router(assistant: Assistant, stream: Stream, offers: NewOffers, bindin
         body = await json_object(request, max_bytes=2 * MAX_OFFER_BYTES)
         if body.get("type") == "ice-candidate":
             candidate = _parse(IceCandidate, body)
-            return await stream.handle_offer(
+            added = await stream.handle_offer(
                 candidate.model_dump(), set_outputs=stream.set_additional_outputs(candidate.webrtc_id)
             )
+            if (reason := _failure_reason(added)) is not None:
+                raise ApiError(_CANDIDATE_REFUSALS.get(reason, 400), f"ICE candidate refused: {reason}")
+            return added
         parsed = _parse(Offer, body)
         _require_audio(parsed.sdp)
         await offers.admit(request)
@@ -127,9 +131,8 @@ def offer_router(assistant: Assistant, stream: Stream, offers: NewOffers, bindin
             stream.clean_up(parsed.webrtc_id)
             logger.info("offer refused: %s", exc)
             raise ApiError(400, f"malformed offer: {exc}") from exc
-        if isinstance(answer, JSONResponse):  # fastrtc reports refusals as 200 {"status": "failed"}
+        if (reason := _failure_reason(answer)) is not None:
             bindings.take(parsed.webrtc_id)
-            reason = _failure_reason(answer)
             if reason == _FULL:  # between the admission above and now, others took the last places
                 raise admission.busy(f"the server is full ({reason})")
             raise ApiError(_REFUSALS.get(reason, 400), reason)
@@ -156,6 +159,11 @@ def _require_audio(sdp: str) -> None:
         raise ApiError(400, "malformed offer: the SDP has no audio section (send a microphone track)")
 
 
-def _failure_reason(response: JSONResponse) -> str:
-    body = json.loads(bytes(response.body))
-    return str(body.get("meta", {}).get("error", "offer refused"))
+def _failure_reason(answer: Any) -> str | None:
+    """fastrtc reports a refusal as 200 {"status": "failed", "meta": {"error": ...}}; None: no refusal."""
+    if not isinstance(answer, JSONResponse):
+        return None
+    body = json.loads(bytes(answer.body))
+    if body.get("status") != "failed":
+        return None
+    return str(body.get("meta", {}).get("error", "refused"))
