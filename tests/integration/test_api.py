@@ -16,6 +16,7 @@ from voice_assistant.client import OfferRefused, VoiceClient
 pytestmark = pytest.mark.integration
 
 ADMIN = "test-admin-token"
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,8 @@ async def test_connections_past_the_limit_are_refused_with_503(server: ServerPro
         ("POST", "/v1/realtime/client_secrets", b'"\\ud800"', "application/json", 400),
         ("POST", "/v1/realtime/client_secrets", b'{"session": ' * 40 + b"{}" + b"}" * 40, None, 400),
         ("POST", "/v1/realtime/client_secrets", b"{" + b" " * 70_000 + b"}", None, 413),
+        # Past MAX_BODY_BYTES (1 MiB): refused before Starlette holds it whole.
+        ("POST", "/telephone/incoming", b"From=" + b"1" * 2_000_000, FORM, 413),
         # A form python-multipart cannot parse, which Starlette let through (a 500).
         ("POST", "/telephone/incoming", b"\xff" * 10, "multipart/form-data; boundary=x", 400),
     ],
@@ -174,3 +177,14 @@ def test_a_client_secret_echoes_its_session_whatever_text_it_holds(http: httpx.C
     response = http.post("/v1/realtime/client_secrets", content=body)
     assert response.status_code == 200
     assert response.json()["session"]["instructions"] == "be \ud800 brief"
+
+
+def test_a_body_past_the_limit_is_refused_as_it_streams_in(http: httpx.Client) -> None:
+    """No Content-Length (chunked): refused once 1 MiB has arrived, not once all of it is held."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(64):
+            yield b" " * 65_536
+
+    response = http.post("/webrtc/offer", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "too large" in response.json()["error"]

@@ -22,6 +22,7 @@ from voice_assistant.transport.receiver import receive_audio_promptly
 from voice_assistant.transport.webrtc import Connections, VoiceHandler
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.api import api_router
+from voice_assistant.web.body_limit import BodyLimit
 from voice_assistant.web.drain import Drain, Live
 from voice_assistant.web.errors import install_error_handlers
 from voice_assistant.web.ice_servers import ice_servers_router
@@ -105,6 +106,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> Fas
     offers = NewOffers(assistant.ready, admission, limits)
     app.add_middleware(UiOfferGate, offers=offers, metrics=assistant.metrics)
     app.add_middleware(SiteGate, sites=Sites(settings.web.sites), public_url=settings.web.public_url)
+    app.add_middleware(BodyLimit)
     app.include_router(offer_router(assistant, stream, offers, bindings))
     app.include_router(api_router(assistant, admission))
     app.include_router(telephone_router(assistant, admission, calls, load.audio))
