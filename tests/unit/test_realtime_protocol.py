@@ -14,7 +14,7 @@ from voice_assistant.transport import realtime_protocol as rt
 from voice_assistant.transport.realtime import RealtimeConnection
 from voice_assistant.transport.realtime_turns import described, turn_settings
 from voice_assistant.tts.sentences import spoken_sentences
-from voice_assistant.web.realtime import ClientSecrets
+from voice_assistant.web.realtime import MAX_REASON_BYTES, ClientSecrets, close_reason
 
 pytestmark = pytest.mark.unit
 
@@ -199,3 +199,12 @@ async def test_a_session_that_cannot_be_opened_is_an_error_event_and_a_close_not
     assert [event["type"] for event in socket.sent] == ["error"]
     assert socket.sent[0]["error"]["code"] == "session_unavailable"
     assert "OSError" in socket.sent[0]["error"]["message"] and socket.closed == 1011
+
+
+@pytest.mark.parametrize("message", ["short", "x" * 500, "é" * 100, "the model '\U0001f600" + "\u4e2d" * 80])
+def test_a_close_reason_fits_a_close_frame_cut_between_characters(message: str) -> None:
+    """A refusal quotes the query (a model name, a session id): 120 characters of it were up to 480
+    bytes, which failed the close and dropped the client (1006)."""
+    reason = close_reason(message)
+    assert len(reason.encode()) <= MAX_REASON_BYTES and message.startswith(reason)
+    assert reason == message or len(reason.encode()) > MAX_REASON_BYTES - 4

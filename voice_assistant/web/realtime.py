@@ -35,6 +35,9 @@ from voice_assistant.web.errors import ApiError
 from voice_assistant.web.json_bodies import EscapedJSONResponse, json_object
 
 POLICY_VIOLATION, TRY_AGAIN_LATER = 1008, 1013
+MAX_REASON_BYTES = 123
+"""A WebSocket close reason is at most 123 bytes of UTF-8 (RFC 6455): a longer one fails the close, and the
+client is dropped (1006) instead of told."""
 SECRET_PREFIX = "ek_"
 BROWSER_KEY = "openai-insecure-api-key."
 MAX_SECRET_REQUEST_BYTES = 64 * 1024
@@ -73,6 +76,12 @@ class ClientSecrets:
 
     def _sign(self, body: str) -> bytes:
         return hmac.new(self._key, body.encode(), hashlib.sha256).digest()
+
+
+def close_reason(message: str) -> str:
+    """As much of `message` as a close frame holds (a query's model name or session id may be long, and
+    not ASCII), cut between characters."""
+    return message.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
 
 
 def _b64(data: bytes) -> str:
@@ -128,7 +137,7 @@ def realtime_router(assistant: Assistant, admission: Admission, live: Live[Realt
 
         async def refuse(message: str, code: str, close: int, kind: str = "invalid_request_error") -> None:
             await websocket.send_json(events.error(rt.ProtocolError(message, code=code), kind=kind))
-            await websocket.close(close, message[:120])
+            await websocket.close(close, close_reason(message))
 
         initial = key_session(bearer(websocket.headers.get("authorization")) or browser_key)
         if initial is None:
