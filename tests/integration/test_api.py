@@ -173,10 +173,11 @@ def test_request_errors_are_json_never_a_500(
 
 def test_a_client_secret_echoes_its_session_whatever_text_it_holds(http: httpx.Client) -> None:
     """A lone surrogate (a JSON escape) goes back as it came, escaped, not as a 500."""
-    body = b'{"session": {"instructions": "be \\ud800 brief"}}'
+    body = b'{"session": {"instructions": "be \\ud800 brief", "metadata": {"\\udfff": 1}}}'
     response = http.post("/v1/realtime/client_secrets", content=body)
     assert response.status_code == 200
     assert response.json()["session"]["instructions"] == "be \ud800 brief"
+    assert response.json()["session"]["metadata"] == {"\udfff": 1}  # a key too (pydantic failed on it)
 
 
 def test_a_body_past_the_limit_is_refused_as_it_streams_in(http: httpx.Client) -> None:

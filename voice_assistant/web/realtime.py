@@ -108,10 +108,12 @@ def realtime_router(assistant: Assistant, admission: Admission, live: Live[Realt
         scheme, _, given = (authorization or "").partition(" ")
         return given.strip() if scheme.lower() == "bearer" else ""
 
-    @router.post("/v1/realtime/client_secrets", response_class=EscapedJSONResponse)
+    @router.post("/v1/realtime/client_secrets")
     async def mint_client_secret(
         http: Request, authorization: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    ) -> EscapedJSONResponse:
+        """Answered as it is, not through a response model: the session echoed may hold a lone surrogate
+        anywhere, a key included, which pydantic's serializer cannot encode (a 500)."""
         key = bearer(authorization)
         if key.startswith(SECRET_PREFIX) or key_session(key) is None:
             raise ApiError(401, "an API key is required: Authorization: Bearer <one of VA_API_KEYS>")
@@ -126,7 +128,9 @@ def realtime_router(assistant: Assistant, admission: Admission, live: Live[Realt
         if seconds is not None and (not isinstance(seconds, int) or not 10 <= seconds <= 7200):
             raise ApiError(400, "expires_after.seconds must be a whole number from 10 to 7200")
         value, expires_at = client_secrets.mint(session, ttl_s=seconds)
-        return {"value": value, "expires_at": expires_at, "session": {"type": "realtime", **session}}
+        return EscapedJSONResponse(
+            {"value": value, "expires_at": expires_at, "session": {"type": "realtime", **session}}
+        )
 
     @router.websocket("/v1/realtime")
     async def realtime(websocket: WebSocket) -> None:
