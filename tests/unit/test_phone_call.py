@@ -24,6 +24,7 @@ from voice_assistant.transport.phone import (
     FRAME_BYTES,
     INTERNAL_ERROR,
     MULAW_SILENCE,
+    NORMAL_CLOSURE,
     UNSUPPORTED_DATA,
     PhoneCall,
 )
@@ -98,8 +99,9 @@ async def test_a_call_reports_each_frame_it_receives_to_the_load_sensor_while_it
     silence = twilio.media(str(stream_sid), MULAW_SILENCE * FRAME_BYTES)
     stop = json.dumps({"event": "stop", "streamSid": stream_sid, "stop": {"callSid": "CA0123"}})
     audio = RecordingStreams()
+    socket = ScriptedSocket([json.dumps(START), *[silence] * 50, stop])
     call = PhoneCall(
-        ScriptedSocket([json.dumps(START), *[silence] * 50, stop]),  # type: ignore[arg-type]
+        socket,  # type: ignore[arg-type]
         pipelines=pipelines,
         metrics=metrics,
         audio=audio,
@@ -108,6 +110,8 @@ async def test_a_call_reports_each_frame_it_receives_to_the_load_sensor_while_it
     )
     await call.run()
     assert audio.received == [[0.02] * 50] and audio.connected_now == 0
+    # Closed by the call: uvicorn drops a stream its handler leaves open, without a close frame (1006).
+    assert socket.closed == (NORMAL_CLOSURE, "the call ended")
 
 
 async def test_a_binary_frame_closes_the_stream_with_a_reason_not_a_traceback(

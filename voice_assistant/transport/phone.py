@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 FRAME_BYTES = TELEPHONE_RATE // 50
 """20 ms of 8 kHz mu-law: what each outgoing media message carries, as Twilio's own do."""
 MULAW_SILENCE = b"\xff"
+NORMAL_CLOSURE = 1000
 UNSUPPORTED_DATA, POLICY_VIOLATION, MESSAGE_TOO_BIG, INTERNAL_ERROR = 1003, 1008, 1009, 1011
 MAX_GARBAGE_IN_A_ROW = 50
 FAREWELL = "I have to hang up now. Call again and we will carry on where we left off. Goodbye."
@@ -226,6 +227,9 @@ class PhoneCall:
             elif isinstance(message, twilio.Mark):
                 sink.mark_played(message.mark.name)
             elif isinstance(message, twilio.Stop):
+                # The call is over. Closed here: a stream its handler leaves open, uvicorn drops without a
+                # close frame (1006).
+                await self._socket.close(NORMAL_CLOSURE, "the call ended")
                 return
 
     async def _write(self, sink: TwilioSink) -> None:
