@@ -3,6 +3,7 @@ in a call, each frame of the caller's audio reported to the load sensor."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from fastapi import WebSocketDisconnect
 from sqlalchemy.exc import OperationalError
+from starlette.websockets import WebSocketState
 
 from tests.fakes import FakeAudioLM, FakeSynthesizer, InlineStore, RecordingStreams
 from tests.unit.test_conversation import POLICY
@@ -40,6 +42,7 @@ class ScriptedSocket:
     incoming: list[str | bytes]
     closed: tuple[int, str] | None = None
     sent: list[str] = field(default_factory=list)
+    application_state: WebSocketState = WebSocketState.CONNECTED
 
     async def accept(self) -> None:
         return None
@@ -55,6 +58,9 @@ class ScriptedSocket:
         self.sent.append(text)
 
     async def close(self, code: int, reason: str) -> None:
+        if self.application_state is WebSocketState.DISCONNECTED:  # as Starlette refuses it
+            raise RuntimeError('Cannot call "send" once a close message has been sent.')
+        self.application_state = WebSocketState.DISCONNECTED
         self.closed = (code, reason)
 
 
@@ -171,3 +177,51 @@ async def test_a_failure_no_handler_expected_closes_the_stream_with_a_reason(
     )
     await call.run()
     assert socket.closed == (INTERNAL_ERROR, "the assistant failed on this call")
+
+
+@dataclass
+class HangingUpSocket(ScriptedSocket):
+    """A caller who hangs up as the greeting goes out: the writer's send fails (Starlette then marks the
+    socket closed), and Twilio's `stop`, already on its way, is read after."""
+
+    hung_up: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def send_text(self, text: str) -> None:
+        self.application_state = WebSocketState.DISCONNECTED
+        self.hung_up.set()
+        raise WebSocketDisconnect(1006)
+
+    async def receive(self) -> dict[str, object]:
+        if len(self.incoming) == 1:  # the stop
+            await self.hung_up.wait()
+        return await super().receive()
+
+
+async def test_a_caller_gone_before_the_stream_is_closed_is_no_failure(
+    inline_store: InlineStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing it then raised RuntimeError, logged as the call failing (found by the fuzz pass)."""
+    metrics = Metrics()
+    pipelines = Pipelines(store=inline_store, hub=EventHub(), metrics=metrics)
+    answering = Answering(
+        FakeAudioLM([]), POLICY, FakeSynthesizer(), 60.0, speculative=False, transcripts=False
+    )
+    pipelines.load(TurnTaking(SileroModel(), TurnSettings(), None), answering)
+    session_id = await inline_store.create_session(now=datetime.now(UTC))
+
+    async def spend_token(token: str) -> str | None:
+        return session_id
+
+    stop = json.dumps({"event": "stop", "streamSid": START["streamSid"]})
+    socket = HangingUpSocket([json.dumps(START), stop])
+    call = PhoneCall(
+        socket,  # type: ignore[arg-type]
+        pipelines=pipelines,
+        metrics=metrics,
+        audio=RecordingStreams(),
+        spend_token=spend_token,
+        greeting="Hello!",
+    )
+    async with asyncio.timeout(10):
+        await call.run()
+    assert socket.closed is None and "the call failed" not in caplog.text
