@@ -14,7 +14,7 @@ from aiortc.sdp import SessionDescription
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from fastrtc import Stream
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voice_assistant.assistant import Assistant
 from voice_assistant.web.admission import Admission
@@ -40,10 +40,20 @@ class Offer(BaseModel):
     session_id: str | None = Field(None, max_length=128)
 
 
+class CandidateInit(BaseModel):
+    """A browser's trickled candidate (`RTCIceCandidate.toJSON()`), with the fields fastrtc reads typed:
+    it logs a traceback for a candidate that is no string, and passes the rest to aiortc as they are."""
+
+    model_config = ConfigDict(extra="allow")
+    candidate: str = Field(max_length=1024)
+    sdpMid: str | None = Field(default=None, max_length=64)
+    sdpMLineIndex: int | None = Field(default=None, ge=0, le=1024)
+
+
 class IceCandidate(BaseModel):
     type: str = Field(pattern="^ice-candidate$")
     webrtc_id: str = Field(min_length=1, max_length=128)
-    candidate: dict[str, Any]
+    candidate: CandidateInit
 
 
 class Bindings:
