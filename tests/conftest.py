@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import MetaData
 
 from tests.fakes import InlineStore
@@ -19,6 +20,12 @@ from voice_assistant.history.store import HistoryStore
 from voice_assistant.turn.vad import SileroModel
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# The property tests draw the same examples on every run and every machine (derandomize), so that CI is
+# reproducible and a failure here is one there; no time limit per example on a shared 2-core machine, and
+# no example database left behind. Each test sets its own max_examples.
+settings.register_profile("fixed", derandomize=True, deadline=None, database=None, print_blob=True)
+settings.load_profile("fixed")
 
 
 @pytest.fixture(scope="session", autouse=True)

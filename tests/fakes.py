@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -402,3 +403,27 @@ class ScriptedReply:
                 yield item
         finally:
             self.closed = True
+
+
+class ScriptedRealtimeSocket:
+    """The WebSocket calls a Realtime connection makes: `incoming` read as fast as asked (then the client
+    hangs up), and what the connection sent and how it closed, recorded."""
+
+    def __init__(self, incoming: list[dict[str, Any]] | None = None) -> None:
+        self.incoming = [json.dumps(event) for event in incoming or []]
+        self.sent: list[dict[str, Any]] = []
+        self.closed: tuple[int, str | None] | None = None
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.incoming:
+            return {"type": "websocket.disconnect", "code": 1000}
+        return {"type": "websocket.receive", "text": self.incoming.pop(0)}
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.closed = (code, reason)
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [event["error"] for event in self.sent if event["type"] == "error"]

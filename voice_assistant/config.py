@@ -23,13 +23,19 @@ and is then taken whole: the environment does not fill it in. Names that are no 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from voice_assistant.flat_settings import FlatEnvironment, FlatKeywords, SettingsGroup, flat_names
+from voice_assistant.flat_settings import (
+    FlatEnvironment,
+    FlatKeywords,
+    SettingsGroup,
+    flat_names,
+    named_by_variable,
+)
 from voice_assistant.ice_addresses import IceAddresses
 from voice_assistant.ice_settings import IceSettings
 
@@ -456,6 +462,12 @@ class Settings(BaseSettings):
     """Everything a deployment can change. Frozen: one value per process, passed down explicitly."""
 
     model_config = SettingsConfigDict(env_prefix="VA_", frozen=True, extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise named_by_variable(exc, type(self)) from None
 
     model: ModelSettings = ModelSettings()
     backend: BackendSettings = BackendSettings()

@@ -10,13 +10,15 @@ and leaves the group's other fields to the environment.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Any, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsError
+from pydantic_core import InitErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsError
+
+from voice_assistant.wire_json import parse_json
 
 
 class SettingsGroup(BaseModel):
@@ -79,9 +81,35 @@ class FlatKeywords(PydanticBaseSettingsSource):
         return routed(self.settings_cls, self._keywords())
 
 
+def variable(settings_cls: type[BaseSettings], flat_name: str) -> str:
+    """The environment variable of a flat name: `openai_retries` -> `VA_OPENAI_RETRIES`."""
+    return (str(settings_cls.model_config.get("env_prefix", "")) + flat_name).upper()
+
+
+def named_by_variable(exc: ValidationError, settings_cls: type[BaseSettings]) -> ValidationError:
+    """`exc` with each field's place named by its variable (`VA_OPENAI_CONNECT_TIMEOUT_S`, not
+    `backend.connect_timeout_s`): what the operator set, and the name the README gives. Errors of a whole
+    group (its own validators, which name the variables themselves) are left as they are."""
+    variables = {where: variable(settings_cls, name) for name, where in flat_names(settings_cls).items()}
+    errors: list[InitErrorDetails] = []
+    for error in exc.errors():
+        loc = error["loc"]
+        name = variables.get((str(loc[0]), str(loc[1]))) if len(loc) >= 2 else None
+        details: InitErrorDetails = {
+            "type": error["type"],
+            "loc": (name, *loc[2:]) if name else loc,
+            "input": error["input"],
+        }
+        if "ctx" in error:
+            details["ctx"] = error["ctx"]
+        errors.append(details)
+    return ValidationError.from_exception_data(exc.title, errors)
+
+
 class FlatEnvironment(PydanticBaseSettingsSource):
     """Each field from its flat variable (`env_prefix` + flat name, case-insensitive), into its group;
-    JSON for the fields that hold a dict or a list (`VA_SITES`), as pydantic-settings reads them."""
+    JSON for the fields that hold a dict, a list or a tuple (`VA_SITES`, `VA_END_OF_TURN_JUDGE_MS`) unless
+    they are read as text (`NoDecode`: `VA_ICE_ADDRESSES`), as pydantic-settings reads them."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         raise NotImplementedError  # __call__ reads the whole environment at once
@@ -94,10 +122,12 @@ class FlatEnvironment(PydanticBaseSettingsSource):
             raw: Any = environment.get(prefix + name)
             if raw is None:
                 continue
-            if get_origin(_field(self.settings_cls, group, field).annotation) in (dict, list):
+            info = _field(self.settings_cls, group, field)
+            if get_origin(info.annotation) in (dict, list, tuple) and NoDecode not in info.metadata:
                 try:
-                    raw = json.loads(raw)
+                    raw = parse_json(raw)
                 except ValueError as exc:
-                    raise SettingsError(f"error parsing value for {prefix + name} as JSON") from exc
+                    where = variable(self.settings_cls, name)
+                    raise SettingsError(f"error parsing value for {where} as JSON: {exc}") from exc
             values.setdefault(group, {})[field] = raw
         return values

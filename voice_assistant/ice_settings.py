@@ -76,7 +76,13 @@ class IceSettings(SettingsGroup):
         has_credentials = static or self.turn_secret is not None
         has_turn = any(url.startswith("turn") for url in self.turn_urls)
         if has_turn and not has_credentials:
-            raise ValueError("a turn: URL needs VA_TURN_SECRET or VA_TURN_USERNAME and VA_TURN_CREDENTIAL")
+            raise ValueError(
+                "VA_TURN_URLS has a turn: URL, which needs VA_TURN_SECRET or VA_TURN_USERNAME and "
+                "VA_TURN_CREDENTIAL"
+            )
         if has_credentials and not has_turn:
-            raise ValueError("TURN credentials are set but VA_TURN_URLS names no turn: or turns: URL")
+            raise ValueError(
+                "TURN credentials are set (VA_TURN_SECRET, or VA_TURN_USERNAME and VA_TURN_CREDENTIAL) but "
+                "VA_TURN_URLS names no turn: or turns: URL"
+            )
         return self

@@ -324,6 +324,11 @@ async def test_bad_events_get_an_error_event_and_the_connection_goes_on(server: 
 
     async with raw_socket(server, model="some-other-model") as socket:
         assert (await next_of(socket, "error"))["error"]["code"] == "model_not_found"
+    async with raw_socket(server, model="é" * 100) as socket:  # the refusal quotes it: past 123 bytes
+        assert (await next_of(socket, "error"))["error"]["code"] == "model_not_found"
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await socket.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
 async def test_keys_and_client_secrets(server: ServerProcess) -> None:

@@ -27,6 +27,7 @@ from voice_assistant.history.store import HistoryStore, NewTurn
 pytestmark = pytest.mark.integration
 
 ADMIN = "test-admin-token"
+FORM = "application/x-www-form-urlencoded"
 
 T = TypeVar("T")
 
@@ -173,6 +174,14 @@ def test_listing_sessions_needs_the_admin_token(http: httpx.Client) -> None:
     [
         (b"not json", 400, "not JSON"),
         (b"[1, 2]", 400, "JSON object"),
+        (b"[" * 100_000, 400, "nested deeper"),
+        (
+            b'{"type": "ice-candidate", "webrtc_id": "nope", "candidate": {"candidate": ""}}',
+            404,
+            "unknown_conn",
+        ),
+        (b'{"type": "ice-candidate", "webrtc_id": "nope", "candidate": 5}', 400, "candidate"),
+        (b'{"type": "ice-candidate", "webrtc_id": "nope", "candidate": {"candidate": []}}', 400, "candidate"),
         (b'{"type": "offer", "webrtc_id": "a"}', 400, "sdp"),
         (b'{"sdp": "v=0", "type": "answer", "webrtc_id": "a"}', 400, "type"),
         (b'{"sdp": "v=0", "type": "offer"}', 400, "webrtc_id"),
@@ -210,3 +219,57 @@ async def test_connections_past_the_limit_are_refused_with_503(server: ServerPro
     finally:
         for client in clients:
             await client.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "status"),
+    [
+        # Past what the store's integers hold (SQLite raised OverflowError: a 500).
+        ("GET", "/api/sessions/0123/turns/99999999999999999999/audio", None, None, 422),
+        ("GET", "/api/sessions/0123/turns/-99999999999999999999/audio", None, None, 422),
+        ("GET", f"/api/sessions?offset={10**20}", None, None, 422),
+        ("GET", "/api/sessions?limit=abc", None, None, 422),
+        # Bytes, and a lone surrogate, once echoed in the 422 (a 500: neither renders as UTF-8 JSON).
+        ("POST", "/v1/realtime/client_secrets", b"\xff\xfe", "text/plain", 400),
+        ("POST", "/v1/realtime/client_secrets", b'"\\ud800"', "application/json", 400),
+        ("POST", "/v1/realtime/client_secrets", b'{"session": ' * 40 + b"{}" + b"}" * 40, None, 400),
+        ("POST", "/v1/realtime/client_secrets", b"{" + b" " * 70_000 + b"}", None, 413),
+        # Past VA_MAX_BODY_BYTES (1 MiB): refused before Starlette holds it whole.
+        ("POST", "/telephone/incoming", b"From=" + b"1" * 2_000_000, FORM, 413),
+        # A form python-multipart cannot parse, which Starlette let through (a 500).
+        ("POST", "/telephone/incoming", b"\xff" * 10, "multipart/form-data; boundary=x", 400),
+    ],
+)
+def test_request_errors_are_json_never_a_500(
+    http: httpx.Client, method: str, path: str, body: bytes | None, content_type: str | None, status: int
+) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN}", **({"Content-Type": content_type} if content_type else {})}
+    response = http.request(method, path, content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]
+
+
+def test_a_client_secret_echoes_its_session_whatever_text_it_holds(http: httpx.Client) -> None:
+    """A lone surrogate (a JSON escape) goes back as it came, escaped, not as a 500."""
+    body = b'{"session": {"instructions": "be \\ud800 brief", "metadata": {"\\udfff": 1}}}'
+    response = http.post("/v1/realtime/client_secrets", content=body)
+    assert response.status_code == 200
+    assert response.json()["session"]["instructions"] == "be \ud800 brief"
+    assert response.json()["session"]["metadata"] == {"\udfff": 1}  # a key too (pydantic failed on it)
+
+
+@pytest.mark.parametrize("path", ["/api/sessions/x/turns//audio", "/api/nothing", "/api/sessions/x/turns"])
+def test_a_path_under_the_api_that_names_no_route_is_a_json_404(http: httpx.Client, path: str) -> None:
+    response = http.get(path)
+    assert response.status_code == 404 and response.json()["error"].startswith("no such route: GET")
+
+
+def test_a_body_past_the_limit_is_refused_as_it_streams_in(http: httpx.Client) -> None:
+    """No Content-Length (chunked): refused once 1 MiB has arrived, not once all of it is held."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(64):
+            yield b" " * 65_536
+
+    response = http.post("/webrtc/offer", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "VA_MAX_BODY_BYTES" in response.json()["error"]

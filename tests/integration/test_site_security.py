@@ -141,7 +141,11 @@ def test_new_connections_past_the_rate_of_an_address_get_429_with_retry_after(
         assert "too many new connections from this address" in refused.json()["error"]
         assert 1 <= int(refused.headers["retry-after"]) <= 60
         # ICE candidates are not new connections, and another address has its own allowance.
-        candidate = {"type": "ice-candidate", "webrtc_id": offers[0]["webrtc_id"], "candidate": {}}
+        trickled = {
+            "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host generation 0",
+            "sdpMid": "0",
+        }
+        candidate = {"type": "ice-candidate", "webrtc_id": offers[0]["webrtc_id"], "candidate": trickled}
         assert busy.post("/webrtc/offer", json=candidate).status_code == 200
         assert other.post("/webrtc/offer", json=offer(offer_sdp, 0)).status_code == 200
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI, Request, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
-from tests.fakes import FakeAudioLM, InlineStore, RecordingStreams, held_writes
+from tests.fakes import FakeAudioLM, InlineStore, RecordingStreams, ScriptedRealtimeSocket, held_writes
 from tests.unit.test_conversation import POLICY
 from tests.unit.test_phone_call import ScriptedSocket
 from voice_assistant.config import TurnSettings
@@ -78,29 +78,6 @@ async def test_a_media_stream_flooding_past_the_rate_is_closed_with_why(inline_s
     assert ended.value.code == POLICY_VIOLATION
     assert socket.closed == (POLICY_VIOLATION, "too many messages: at most 1 a second")
     assert len(socket.incoming) == 1  # read no further
-
-
-class ScriptedRealtimeSocket:
-    """A Realtime client that sends `incoming` as fast as it is read, then records what it got back."""
-
-    def __init__(self, incoming: list[dict[str, Any]]) -> None:
-        self.incoming = [json.dumps(event) for event in incoming]
-        self.sent: list[dict[str, Any]] = []
-        self.closed: tuple[int, str] | None = None
-
-    async def receive(self) -> dict[str, Any]:
-        if not self.incoming:
-            return {"type": "websocket.disconnect", "code": 1000}
-        return {"type": "websocket.receive", "text": self.incoming.pop(0)}
-
-    async def send_json(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.closed = (code, reason)
-
-    def errors(self) -> list[dict[str, Any]]:
-        return [event["error"] for event in self.sent if event["type"] == "error"]
 
 
 @pytest.fixture

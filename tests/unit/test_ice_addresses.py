@@ -67,5 +67,5 @@ def test_a_malformed_value_is_refused_with_what_is_wrong(
     with pytest.raises(ValueError, match=re.escape(says)):
         parse_ice_addresses(value)
     monkeypatch.setenv("VA_ICE_ADDRESSES", value)
-    with pytest.raises(ValidationError, match=rf"ice_addresses\n.*{re.escape(says)}"):
+    with pytest.raises(ValidationError, match=rf"VA_ICE_ADDRESSES\n.*{re.escape(says)}"):
         Settings()

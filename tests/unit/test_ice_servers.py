@@ -121,7 +121,7 @@ def test_a_malformed_url_fails_with_the_format(url: str) -> None:
 @pytest.mark.parametrize(
     ("settings", "problem"),
     [
-        ({"turn_urls": TURN}, "a turn: URL needs VA_TURN_SECRET"),
+        ({"turn_urls": TURN}, "a turn: URL, which needs VA_TURN_SECRET"),
         ({"turn_urls": TURN, "turn_username": "va"}, "go together"),
         ({"turn_urls": TURN, "turn_credential": "pw"}, "go together"),
         ({"turn_urls": TURN, "turn_secret": "s", "turn_username": "va", "turn_credential": "pw"}, "not both"),

@@ -3,6 +3,7 @@ in a call, each frame of the caller's audio reported to the load sensor."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from fastapi import WebSocketDisconnect
 from sqlalchemy.exc import OperationalError
+from starlette.websockets import WebSocketState
 
 from tests.fakes import FakeAudioLM, FakeSynthesizer, InlineStore, RecordingStreams, held_writes
 from tests.unit.test_conversation import POLICY
@@ -25,6 +27,7 @@ from voice_assistant.transport.phone import (
     FRAME_BYTES,
     INTERNAL_ERROR,
     MULAW_SILENCE,
+    NORMAL_CLOSURE,
     UNSUPPORTED_DATA,
     PhoneCall,
 )
@@ -40,6 +43,7 @@ class ScriptedSocket:
     incoming: list[str | bytes]
     closed: tuple[int, str] | None = None
     sent: list[str] = field(default_factory=list)
+    application_state: WebSocketState = WebSocketState.CONNECTED
 
     async def accept(self) -> None:
         return None
@@ -55,6 +59,9 @@ class ScriptedSocket:
         self.sent.append(text)
 
     async def close(self, code: int, reason: str) -> None:
+        if self.application_state is WebSocketState.DISCONNECTED:  # as Starlette refuses it
+            raise RuntimeError('Cannot call "send" once a close message has been sent.')
+        self.application_state = WebSocketState.DISCONNECTED
         self.closed = (code, reason)
 
 
@@ -104,8 +111,9 @@ async def test_a_call_reports_each_frame_it_receives_to_the_load_sensor_while_it
     silence = twilio.media(str(stream_sid), MULAW_SILENCE * FRAME_BYTES)
     stop = json.dumps({"event": "stop", "streamSid": stream_sid, "stop": {"callSid": "CA0123"}})
     audio = RecordingStreams()
+    socket = ScriptedSocket([json.dumps(START), *[silence] * 50, stop])
     call = PhoneCall(
-        ScriptedSocket([json.dumps(START), *[silence] * 50, stop]),  # type: ignore[arg-type]
+        socket,  # type: ignore[arg-type]
         pipelines=pipelines,
         metrics=metrics,
         audio=audio,
@@ -115,6 +123,8 @@ async def test_a_call_reports_each_frame_it_receives_to_the_load_sensor_while_it
     )
     await call.run()
     assert audio.received == [[0.02] * 50] and audio.connected_now == 0
+    # Closed by the call: uvicorn drops a stream its handler leaves open, without a close frame (1006).
+    assert socket.closed == (NORMAL_CLOSURE, "the call ended")
 
 
 async def test_a_binary_frame_closes_the_stream_with_a_reason_not_a_traceback(
@@ -139,3 +149,95 @@ async def test_a_binary_frame_closes_the_stream_with_a_reason_not_a_traceback(
     with contextlib.suppress(WebSocketDisconnect):  # the route suppresses it, as for every close
         await call.run()
     assert socket.closed == (UNSUPPORTED_DATA, "media streams are JSON text messages, not binary")
+
+
+class BrokenVad:
+    """A VAD that fails on every frame: a bug in turn-taking, in the middle of a call."""
+
+    def stream(self) -> BrokenVad:
+        return self
+
+    def prob(self, frame: object) -> float:
+        raise RuntimeError("a bug")
+
+
+async def test_a_failure_no_handler_expected_closes_the_stream_with_a_reason(
+    inline_store: InlineStore,
+) -> None:
+    metrics = Metrics()
+    pipelines = Pipelines(
+        store=inline_store, held=held_writes(inline_store, metrics), hub=EventHub(), metrics=metrics
+    )
+    answering = Answering(
+        FakeAudioLM([]), POLICY, FakeSynthesizer(), 60.0, speculative=False, transcripts=False
+    )
+    pipelines.load(TurnTaking(BrokenVad(), TurnSettings(), None), answering)  # type: ignore[arg-type]
+    session_id = await inline_store.create_session(now=datetime.now(UTC))
+
+    async def spend_token(token: str) -> str | None:
+        return session_id
+
+    silence = twilio.media(str(START["streamSid"]), MULAW_SILENCE * FRAME_BYTES)
+    socket = ScriptedSocket([json.dumps(START), *[silence] * 5])
+    call = PhoneCall(
+        socket,  # type: ignore[arg-type]
+        pipelines=pipelines,
+        metrics=metrics,
+        audio=RecordingStreams(),
+        spend_token=spend_token,
+        greeting="",
+        messages=MessageRate(100),
+    )
+    await call.run()
+    assert socket.closed == (INTERNAL_ERROR, "the assistant failed on this call")
+
+
+@dataclass
+class HangingUpSocket(ScriptedSocket):
+    """A caller who hangs up as the greeting goes out: the writer's send fails (Starlette then marks the
+    socket closed), and Twilio's `stop`, already on its way, is read after."""
+
+    hung_up: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def send_text(self, text: str) -> None:
+        self.application_state = WebSocketState.DISCONNECTED
+        self.hung_up.set()
+        raise WebSocketDisconnect(1006)
+
+    async def receive(self) -> dict[str, object]:
+        if len(self.incoming) == 1:  # the stop
+            await self.hung_up.wait()
+        return await super().receive()
+
+
+async def test_a_caller_gone_before_the_stream_is_closed_is_no_failure(
+    inline_store: InlineStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing it then raised RuntimeError, logged as the call failing (found by the fuzz pass)."""
+    metrics = Metrics()
+    pipelines = Pipelines(
+        store=inline_store, held=held_writes(inline_store, metrics), hub=EventHub(), metrics=metrics
+    )
+    answering = Answering(
+        FakeAudioLM([]), POLICY, FakeSynthesizer(), 60.0, speculative=False, transcripts=False
+    )
+    pipelines.load(TurnTaking(SileroModel(), TurnSettings(), None), answering)
+    session_id = await inline_store.create_session(now=datetime.now(UTC))
+
+    async def spend_token(token: str) -> str | None:
+        return session_id
+
+    stop = json.dumps({"event": "stop", "streamSid": START["streamSid"]})
+    socket = HangingUpSocket([json.dumps(START), stop])
+    call = PhoneCall(
+        socket,  # type: ignore[arg-type]
+        pipelines=pipelines,
+        metrics=metrics,
+        audio=RecordingStreams(),
+        spend_token=spend_token,
+        greeting="Hello!",
+        messages=MessageRate(100),
+    )
+    async with asyncio.timeout(10):
+        await call.run()
+    assert socket.closed is None and "the call failed" not in caplog.text

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
+from tests.fakes import ScriptedRealtimeSocket
 from voice_assistant.config import TurnSettings
 from voice_assistant.metrics import Metrics
 from voice_assistant.session.pipeline import SessionPipeline
@@ -15,7 +15,7 @@ from voice_assistant.transport.message_rate import MessageRate
 from voice_assistant.transport.realtime import RealtimeConnection
 from voice_assistant.transport.realtime_turns import described, turn_settings
 from voice_assistant.tts.sentences import spoken_sentences
-from voice_assistant.web.realtime import ClientSecrets
+from voice_assistant.web.realtime import MAX_REASON_BYTES, ClientSecrets, close_reason
 
 pytestmark = pytest.mark.unit
 
@@ -80,6 +80,7 @@ def test_a_session_update_this_server_cannot_honour_says_which_field(
     ("text", "code"),
     [
         ("{", "invalid_json"),
+        ("[" * 100_000, "invalid_json"),  # past the decoder's recursion limit: not a RecursionError
         ("[1, 2]", "invalid_event"),
         (json.dumps({"type": "nope"}), "unknown_event"),
         (json.dumps({"type": "conversation.item.truncate", "item_id": "x"}), "invalid_value"),
@@ -162,28 +163,11 @@ def test_the_sentences_of_a_whole_reply_are_numbered_as_they_were_spoken() -> No
     assert spoken_sentences(text) == ["Hello there.", "**How** are you?", "Fine"]
 
 
-class RecordingSocket:
-    """The few WebSocket calls a connection makes, recorded."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.closed: int | None = None
-
-    async def send_json(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
-
-    async def receive(self) -> dict[str, Any]:
-        return {"type": "websocket.disconnect", "code": 1000}
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.closed = code
-
-
 async def test_a_session_that_cannot_be_opened_is_an_error_event_and_a_close_not_a_traceback() -> None:
     async def store_away(_: RealtimeConnection) -> SessionPipeline:
         raise OSError("connection refused")
 
-    socket = RecordingSocket()
+    socket = ScriptedRealtimeSocket()
     metrics = Metrics()
     connection = RealtimeConnection(
         socket,  # type: ignore[arg-type]
@@ -200,4 +184,14 @@ async def test_a_session_that_cannot_be_opened_is_an_error_event_and_a_close_not
     await connection.run()
     assert [event["type"] for event in socket.sent] == ["error"]
     assert socket.sent[0]["error"]["code"] == "session_unavailable"
-    assert "OSError" in socket.sent[0]["error"]["message"] and socket.closed == 1011
+    assert "OSError" in socket.sent[0]["error"]["message"]
+    assert socket.closed is not None and socket.closed[0] == 1011
+
+
+@pytest.mark.parametrize("message", ["short", "x" * 500, "é" * 100, "the model '\U0001f600" + "\u4e2d" * 80])
+def test_a_close_reason_fits_a_close_frame_cut_between_characters(message: str) -> None:
+    """A refusal quotes the query (a model name, a session id): 120 characters of it were up to 480
+    bytes, which failed the close and dropped the client (1006)."""
+    reason = close_reason(message)
+    assert len(reason.encode()) <= MAX_REASON_BYTES and message.startswith(reason)
+    assert reason == message or len(reason.encode()) > MAX_REASON_BYTES - 4

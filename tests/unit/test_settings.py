@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from voice_assistant.config import FLAT_NAMES, Settings, TurnSettings
 
@@ -53,9 +54,35 @@ def test_a_group_given_whole_is_taken_whole(monkeypatch: pytest.MonkeyPatch) -> 
     assert Settings(turns={"min_silence_ms": 400}).turns.pause_ms == 300  # a dict is merged
 
 
-def test_limits_are_checked_where_the_flat_name_lands() -> None:
-    with pytest.raises(ValidationError, match=r"backend\.retries"):
+def test_limits_are_checked_where_the_flat_name_lands_and_a_refusal_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The variable the operator set, not the field it lands in (`backend.connect_timeout_s`)."""
+    with pytest.raises(ValidationError, match=r"^1 validation error for Settings\nVA_OPENAI_RETRIES\n"):
         Settings(openai_retries=-1)
+    monkeypatch.setenv("VA_OPENAI_CONNECT_TIMEOUT_S", "soon")
+    monkeypatch.setenv("VA_SITES", '{"shop": ["https://shop.example/cart"]}')
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert [error["loc"] for error in refused.value.errors()] == [
+        ("VA_OPENAI_CONNECT_TIMEOUT_S",),
+        ("VA_SITES",),
+    ]
+
+
+def test_a_tuple_is_read_as_json_unless_it_is_read_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """VA_END_OF_TURN_JUDGE_MS is documented as a JSON list (it was refused as "not a valid tuple");
+    VA_ICE_ADDRESSES and VA_API_KEYS stay comma-separated text."""
+    monkeypatch.setenv("VA_END_OF_TURN_JUDGE_MS", "[64, 250]")
+    monkeypatch.setenv("VA_ICE_ADDRESSES", "127.0.0.1")
+    monkeypatch.setenv("VA_API_KEYS", "a,b")
+    settings = Settings()
+    assert settings.turns.end_of_turn_judge_ms == (64, 250)
+    assert [str(address.local) for address in settings.web.ice_addresses] == ["127.0.0.1"]
+    assert [key.get_secret_value() for key in settings.web.api_keys] == ["a", "b"]
+    monkeypatch.setenv("VA_END_OF_TURN_JUDGE_MS", "[64,")
+    with pytest.raises(SettingsError, match="VA_END_OF_TURN_JUDGE_MS as JSON"):
+        Settings()
 
 
 def test_every_setting_is_in_the_readme_by_its_flat_name() -> None:

@@ -78,6 +78,7 @@ def test_unknown_events_are_ignored() -> None:
             {"event": "start", "start": {"streamSid": "MZ1", "mediaFormat": {"encoding": "audio/opus"}}}
         ),
         '{"event": "media", "streamSid": "MZ1"}',
+        "[" * 50_000,  # past the decoder's recursion limit, within MAX_MESSAGE_CHARS
     ],
 )
 def test_garbage_is_a_protocol_error(text: str) -> None:

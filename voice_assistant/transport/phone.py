@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from fastapi import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
 
 from voice_assistant.audio.g711 import TELEPHONE_RATE, decode_g711, encode_g711
 from voice_assistant.audio.pcm import Samples
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 FRAME_BYTES = TELEPHONE_RATE // 50
 """20 ms of 8 kHz mu-law: what each outgoing media message carries, as Twilio's own do."""
 MULAW_SILENCE = b"\xff"
+NORMAL_CLOSURE = 1000
 UNSUPPORTED_DATA, POLICY_VIOLATION, MESSAGE_TOO_BIG, INTERNAL_ERROR = 1003, 1008, 1009, 1011
 MAX_GARBAGE_IN_A_ROW = 50
 FAREWELL = "I have to hang up now. Call again and we will carry on where we left off. Goodbye."
@@ -121,10 +123,26 @@ class PhoneCall:
         if self._pipeline is None:  # the caller hung up meanwhile
             return
         await pipeline.say(FAREWELL, "farewell", until_played=True)
-        await self._socket.close()
+        await self._close(NORMAL_CLOSURE, "the server is shutting down")
 
     async def run(self) -> None:
         await self._socket.accept()
+        try:
+            await self._answer()
+        except WebSocketDisconnect:
+            raise
+        except Exception:  # a bug: the stream is closed with why, not dropped (1006); other calls go on
+            logger.exception("the call failed")
+            with contextlib.suppress(WebSocketDisconnect):
+                await self._close(INTERNAL_ERROR, "the assistant failed on this call")
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Close the stream with why, unless the caller is gone already: a send that failed (the writer's,
+        as the caller hung up) has marked it closed, and Starlette refuses to close it again."""
+        if self._socket.application_state is WebSocketState.CONNECTED:
+            await self._socket.close(code, reason)
+
+    async def _answer(self) -> None:
         start = await self._await_start()
         if start is None:
             return
@@ -138,10 +156,10 @@ class PhoneCall:
             )
         except Exception as exc:  # the store is away: this call ends, the next works once it is back
             store_failure("the call could not be started", exc, metrics=self._metrics, session_id=None)
-            await self._socket.close(INTERNAL_ERROR, "the assistant cannot take this call right now")
+            await self._close(INTERNAL_ERROR, "the assistant cannot take this call right now")
             return
         if pipeline is None:
-            await self._socket.close(POLICY_VIOLATION, "a valid, unused call token is required")
+            await self._close(POLICY_VIOLATION, "a valid, unused call token is required")
             return
         await self._converse(pipeline, sink)
 
@@ -153,7 +171,7 @@ class PhoneCall:
                 return message
             if isinstance(message, twilio.Connected) or message is None:
                 continue
-            await self._socket.close(POLICY_VIOLATION, "expected a start message")
+            await self._close(POLICY_VIOLATION, "expected a start message")
             return None
 
     async def _receive(self) -> twilio.Incoming | None:
@@ -167,10 +185,10 @@ class PhoneCall:
             raise WebSocketDisconnect(POLICY_VIOLATION)
         text = frame.get("text")
         if text is None:
-            await self._socket.close(UNSUPPORTED_DATA, "media streams are JSON text messages, not binary")
+            await self._close(UNSUPPORTED_DATA, "media streams are JSON text messages, not binary")
             raise WebSocketDisconnect(UNSUPPORTED_DATA)
         if len(text) > twilio.MAX_MESSAGE_CHARS:
-            await self._socket.close(MESSAGE_TOO_BIG, "message too large for a media stream")
+            await self._close(MESSAGE_TOO_BIG, "message too large for a media stream")
             raise WebSocketDisconnect(MESSAGE_TOO_BIG)
         try:
             message = twilio.parse(text)
@@ -179,7 +197,7 @@ class PhoneCall:
             self._metrics.errors.labels("phone-protocol").inc()
             logger.warning("ignored a bad media-stream message: %s", exc)
             if self._garbage_in_a_row > MAX_GARBAGE_IN_A_ROW:
-                await self._socket.close(POLICY_VIOLATION, "too many malformed messages")
+                await self._close(POLICY_VIOLATION, "too many malformed messages")
                 raise WebSocketDisconnect(POLICY_VIOLATION) from exc
             return None
         self._garbage_in_a_row = 0
@@ -224,6 +242,9 @@ class PhoneCall:
             elif isinstance(message, twilio.Mark):
                 sink.mark_played(message.mark.name)
             elif isinstance(message, twilio.Stop):
+                # The call is over. Closed here: a stream its handler leaves open, uvicorn drops without a
+                # close frame (1006).
+                await self._close(NORMAL_CLOSURE, "the call ended")
                 return
 
     async def _write(self, sink: TwilioSink) -> None:

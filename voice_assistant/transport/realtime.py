@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ from voice_assistant.events import (
     TurnStarted,
 )
 from voice_assistant.history.store import HistoryStore
+from voice_assistant.history.text import storable
 from voice_assistant.metrics import Metrics
 from voice_assistant.redaction import session_tag
 from voice_assistant.session.pipeline import SessionPipeline
@@ -172,8 +174,8 @@ class RealtimeConnection:
         self._current: _Response | None = None
         self._next_modalities: tuple[rt.Modality, ...] | None = None
         self._previous_item: str | None = None
-        self._close_code = 1000
-        self._close_reason = ""
+        self._close: tuple[int, str | None] = (1000, None)
+        """The code and reason the writer closes the socket with, once it has sent everything."""
         self._committing: list[str | None] = []
         """The turn the client is committing (its words, None when spoken), until `turn_started` names it."""
         self._typed: dict[int, str] = {}
@@ -194,7 +196,7 @@ class RealtimeConnection:
                 self._send_error(
                     rt.ProtocolError(failed.message, code="session_unavailable"), kind="server_error"
                 )
-                self._close_code = INTERNAL_ERROR
+                self._close = (INTERNAL_ERROR, "the session could not be opened")
                 return
             self._server_turns = server = pipeline.turn_taking.settings
             self._state = SessionState(
@@ -207,6 +209,11 @@ class RealtimeConnection:
                 await self._listen()
         except WebSocketDisconnect:
             pass
+        except Exception as exc:  # a bug: the client is told and the socket closed, not dropped (1006)
+            logger.exception("the Realtime connection failed", extra={"session": self.session_id})
+            failure = f"the server failed on this connection ({type(exc).__name__}): connect again"
+            self._send_error(rt.ProtocolError(failure, code="internal_error"), kind="server_error")
+            self._close = (INTERNAL_ERROR, "the server failed on this connection")
         finally:
             if self._pipeline is not None:
                 await self._pipeline.close()
@@ -217,7 +224,7 @@ class RealtimeConnection:
     async def drain(self) -> None:
         """The server drains: once the conversation is quiet, say so and close; the client reconnects
         (elsewhere) with `session_id` and carries on."""
-        self._close_code = SERVICE_RESTART
+        self._close = (SERVICE_RESTART, "the server is shutting down")
         try:
             if self._pipeline is not None:
                 await self._pipeline.settled()
@@ -236,8 +243,10 @@ class RealtimeConnection:
         # protocol with an OSError (ClientDisconnected); the listener then ends the session.
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             while (message := await self._outbox.get()) is not None:
-                await self._socket.send_json(message)
-            await self._socket.close(self._close_code, self._close_reason)
+                # ASCII JSON: what a client sent is echoed (instructions, typed text, event ids), and a lone
+                # surrogate in it (a JSON escape) cannot be UTF-8, which killed the writer (send_json).
+                await self._socket.send_text(json.dumps(message))
+            await self._socket.close(*self._close)
 
     def _send(self, kind: str, **fields: Any) -> None:
         event = self._events.make(kind, **fields)
@@ -256,7 +265,7 @@ class RealtimeConnection:
             if not self._messages.take():  # said, then closed: nothing more is read
                 reason = self._messages.refusal()
                 self._send_error(rt.ProtocolError(reason, code="rate_limit_exceeded"))
-                self._close_code, self._close_reason = POLICY_VIOLATION, reason
+                self._close = (POLICY_VIOLATION, reason)
                 return
             text = message.get("text")
             if text is None:
@@ -398,10 +407,12 @@ class RealtimeConnection:
     def _create_item(self, event: rt.ItemCreate) -> None:
         """A user message of audio, or of text (typed turns, such as the context Pipecat sends first)."""
         item = event.item
-        parts = (
-            item.get("content") or [] if item.get("type") == "message" and item.get("role") == "user" else []
+        content = (
+            item.get("content") if item.get("type") == "message" and item.get("role") == "user" else None
         )
-        kinds = {part.get("type") for part in parts if isinstance(part, dict)}
+        # Anything but a list of objects is no content this server takes: it has no kinds.
+        parts = content if isinstance(content, list) and all(isinstance(p, dict) for p in content) else []
+        kinds = {str(part.get("type")) for part in parts}
         if kinds == {"input_audio"} and all(isinstance(part.get("audio"), str) for part in parts):
             clips = [rt.AudioAppend(type="input_audio_buffer.append", audio=part["audio"]) for part in parts]
             audio = np.concatenate([self._decode(clip.data(), event.event_id) for clip in clips])
@@ -415,7 +426,7 @@ class RealtimeConnection:
             self._commit_audio(audio, time.time() - len(audio) / MODEL_RATE)
             return
         if kinds == {"input_text"} and all(isinstance(part.get("text"), str) for part in parts):
-            text = "\n".join(part["text"] for part in parts)
+            text = storable("\n".join(part["text"] for part in parts))
             check_text_length(text, self._max_text_chars, param="item.content", event_id=event.event_id)
             self._commit_audio(np.zeros(0, dtype=np.float32), time.time(), text=text)
             return
@@ -495,7 +506,13 @@ class RealtimeConnection:
             ) from exc
 
     async def _retrieve(self, event: rt.ItemRetrieve) -> None:
-        record = await self._store.get_session(self.session_id)
+        try:
+            record = await self._store.get_session(self.session_id)
+        except Exception as exc:  # the store is away, or the session was deleted meanwhile
+            logger.warning("item not read: %s", exc, extra={"session": self.session_id})
+            raise rt.ProtocolError(
+                "the item could not be read", code="store_unavailable", event_id=event.event_id
+            ) from exc
         for turn in record.turns:
             if event.item_id == user_item(turn.index):
                 typed = turn.audio_seconds == 0

@@ -5,6 +5,8 @@ the official `openai` SDK's types (`openai.types.realtime`): the GA event set, w
 accepted where they differ (a beta client's `session.update` has flat `modalities`,
 `input_audio_format`, `turn_detection` and `voice`; the GA one nests them under `audio`). Server events
 go out under their GA names, or under the beta ones to a client that said `OpenAI-Beta: realtime=v1`.
+The text a client gives the model (instructions, typed turns) is made storable (history/text.py): a lone
+surrogate, which the model's tokenizer refuses, becomes U+FFFD, as in the store.
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voice_assistant.errors import VoiceAssistantError
+from voice_assistant.history.text import storable
+from voice_assistant.wire_json import parse_json
 
 MAX_MESSAGE_CHARS = 15 * 1024 * 1024
 """OpenAI's own limit on a client event (15 MiB): an `append` of several seconds of audio fits."""
+MAX_PREFIX_PADDING_MS = 5_000
+"""Audio kept before the speech that starts a turn: OpenAI's default is 300 ms."""
 
 AudioFormat = Literal["pcm16", "g711_ulaw", "g711_alaw"]
 """24 kHz 16-bit PCM (little-endian), or 8 kHz G.711: the formats the protocol names."""
@@ -59,13 +64,16 @@ class _Event(BaseModel):
 
 class TurnDetection(BaseModel):
     """`server_vad` (a silence rule) or `semantic_vad` (the end-of-turn model); unset fields keep the
-    server's own turn-taking settings (OpenAI's defaults, 200 ms of silence, would split sentences)."""
+    server's own turn-taking settings (OpenAI's defaults, 200 ms of silence, would split sentences).
+
+    The ranges are those of the server's own settings (config.TurnSettings), which these become without
+    being checked again; the padding is kept in memory while the user is silent, so it is bounded too."""
 
     model_config = ConfigDict(extra="ignore")
     type: Literal["server_vad", "semantic_vad"]
-    threshold: float | None = None
-    prefix_padding_ms: int | None = None
-    silence_duration_ms: int | None = None
+    threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
+    prefix_padding_ms: int | None = Field(default=None, ge=0, le=MAX_PREFIX_PADDING_MS)
+    silence_duration_ms: int | None = Field(default=None, ge=0)
     eagerness: Eagerness | None = None
     create_response: bool = True
     interrupt_response: bool = True
@@ -88,7 +96,7 @@ def _format(value: Any, param: str) -> AudioFormat | None:
         return None
     if isinstance(value, str) and value in FORMAT_RATES:  # the beta's names
         return value
-    if isinstance(value, dict) and value.get("type") in _GA_FORMATS:
+    if isinstance(value, dict) and isinstance(value.get("type"), str) and value["type"] in _GA_FORMATS:
         if value["type"] == "audio/pcm" and value.get("rate", 24_000) != 24_000:
             raise ProtocolError(
                 "audio/pcm is taken at 24000 Hz only", code="invalid_value", param=f"{param}.rate"
@@ -107,8 +115,10 @@ def _turn_detection(value: Any) -> TurnDetection | None:
     try:
         return TurnDetection.model_validate(value)
     except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = "".join(f".{part}" for part in problem["loc"])
         raise ProtocolError(
-            f"invalid turn_detection: {exc.errors()[0]['msg']}", code="invalid_value", param="turn_detection"
+            f"invalid turn_detection{where}: {problem['msg']}", code="invalid_value", param="turn_detection"
         ) from exc
 
 
@@ -146,15 +156,15 @@ def session_change(raw: Any) -> SessionChange:
     else:
         detection = "keep"
     voice = spoken.get("voice", raw.get("voice"))
-    if voice is not None and not isinstance(voice, str):
-        voice = voice.get("id") if isinstance(voice, dict) else None
+    if isinstance(voice, dict):  # a custom voice: {"id": ...}
+        voice = voice.get("id")
     instructions = raw.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise ProtocolError(
             "instructions must be a string", code="invalid_value", param="session.instructions"
         )
     return SessionChange(
-        instructions=instructions,
+        instructions=storable(instructions) if instructions is not None else None,
         turn_detection=detection,
         input_format=_format(
             heard.get("format", raw.get("input_audio_format")), "session.audio.input.format"
@@ -165,7 +175,7 @@ def session_change(raw: Any) -> SessionChange:
         output_modalities=_modalities(
             raw.get("output_modalities", raw.get("modalities")), "session.output_modalities"
         ),
-        voice=voice,
+        voice=voice if isinstance(voice, str) else None,
     )
 
 
@@ -229,7 +239,7 @@ class ResponseCreate(_Event):
     @property
     def instructions(self) -> str | None:
         value = (self.response or {}).get("instructions")
-        return value if isinstance(value, str) else None
+        return storable(value) if isinstance(value, str) else None
 
     @property
     def modalities(self) -> tuple[Modality, ...] | None:
@@ -283,7 +293,7 @@ def parse(text: str) -> ClientEvent:
             code="event_too_large",
         )
     try:
-        raw: Any = json.loads(text)
+        raw: Any = parse_json(text)
     except ValueError as exc:
         raise ProtocolError(f"the event is not JSON: {exc}", code="invalid_json") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):

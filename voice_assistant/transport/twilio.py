@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voice_assistant.errors import VoiceAssistantError
+from voice_assistant.wire_json import parse_json
 
 MAX_MESSAGE_CHARS = 64 * 1024
 """A 20 ms media message is about 300 characters; anything near this is not Twilio talking."""
@@ -108,7 +109,7 @@ _KINDS: dict[str, type[Incoming]] = {
 def parse(text: str) -> Incoming | None:
     """A message from Twilio; None for an event this bridge does not use; ProtocolError for garbage."""
     try:
-        raw: Any = json.loads(text)
+        raw: Any = parse_json(text)
     except ValueError as exc:
         raise ProtocolError(f"not JSON: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,6 +17,10 @@ from voice_assistant.events import ReconnectRequested
 from voice_assistant.history.export import session_archive
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.errors import ApiError
+
+MAX_INTEGER = 2**31 - 1
+"""The largest turn index or list offset asked of the store: PostgreSQL's INTEGER, well within SQLite's;
+past it the drivers fail (SQLite with OverflowError: a 500), where the client should get a 422."""
 
 
 def api_router(assistant: Assistant, admission: Admission) -> APIRouter:
@@ -41,7 +45,7 @@ def api_router(assistant: Assistant, admission: Admission) -> APIRouter:
     async def list_sessions(
         authorization: str | None = Header(None),
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_INTEGER),
     ) -> dict[str, Any]:
         require_admin(authorization)
         sessions = await store.list_sessions(limit=limit, offset=offset)
@@ -66,7 +70,7 @@ def api_router(assistant: Assistant, admission: Admission) -> APIRouter:
         )
 
     @router.get("/api/sessions/{session_id}/turns/{index}/audio")
-    async def turn_audio(session_id: str, index: int) -> Response:
+    async def turn_audio(session_id: str, index: int = Path(ge=0, le=MAX_INTEGER)) -> Response:
         try:
             audio = await store.turn_audio(session_id, index)
         except LookupError as exc:
@@ -114,5 +118,11 @@ def api_router(assistant: Assistant, admission: Admission) -> APIRouter:
     @router.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(assistant.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def no_such_route(request: Request) -> Response:
+        """Last of the API's routes: any other path under /api/ (an empty segment too) is a 404 with a
+        JSON error, as the contract's are, not the UI's page-not-found."""
+        raise ApiError(404, f"no such route: {request.method} {request.url.path}")
 
     return router

@@ -6,6 +6,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voice_assistant.errors import UnknownSession
 from voice_assistant.metrics import Metrics
@@ -20,7 +21,7 @@ class ApiError(HTTPException):
         super().__init__(status_code=status, detail=message, headers=headers)
 
 
-def error_response(exc: ApiError) -> JSONResponse:
+def error_response(exc: StarletteHTTPException) -> JSONResponse:
     """For middleware, which the app's exception handlers do not reach."""
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
@@ -33,8 +34,9 @@ def store_failed_response(exc: SQLAlchemyError, metrics: Metrics) -> JSONRespons
 
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Ours (ApiError) and Starlette's own (404, 405, a body it cannot parse) alike."""
         return error_response(exc)
 
     @app.exception_handler(UnknownSession)
@@ -47,4 +49,9 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid request", "details": exc.errors()}, status_code=422)
+        """Where and what, not the input: the client has it, and it may be bytes or a lone surrogate,
+        which JSON in UTF-8 cannot hold (a 500 instead of the 422)."""
+        details = [
+            {"loc": error["loc"], "msg": error["msg"], "type": error["type"]} for error in exc.errors()
+        ]
+        return JSONResponse({"error": "invalid request", "details": details}, status_code=422)

@@ -14,11 +14,12 @@ from aiortc.sdp import SessionDescription
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from fastrtc import Stream
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voice_assistant.assistant import Assistant
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.errors import ApiError
+from voice_assistant.web.json_bodies import json_object
 from voice_assistant.web.sites import ConnectionLimits
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ BINDING_TTL_S = 120.0
 """An offer's session waits this long for its connection's handler to start."""
 _FULL = "concurrency_limit_reached"
 _REFUSALS = {"connection_already_exists": 409}
+_CANDIDATE_REFUSALS = {"unknown_connection": 404, "connection_closed": 409}
 
 
 class Offer(BaseModel):
@@ -38,10 +40,20 @@ class Offer(BaseModel):
     session_id: str | None = Field(None, max_length=128)
 
 
+class CandidateInit(BaseModel):
+    """A browser's trickled candidate (`RTCIceCandidate.toJSON()`), with the fields fastrtc reads typed:
+    it logs a traceback for a candidate that is no string, and passes the rest to aiortc as they are."""
+
+    model_config = ConfigDict(extra="allow")
+    candidate: str = Field(max_length=1024)
+    sdpMid: str | None = Field(default=None, max_length=64)
+    sdpMLineIndex: int | None = Field(default=None, ge=0, le=1024)
+
+
 class IceCandidate(BaseModel):
     type: str = Field(pattern="^ice-candidate$")
     webrtc_id: str = Field(min_length=1, max_length=128)
-    candidate: dict[str, Any]
+    candidate: CandidateInit
 
 
 class Bindings:
@@ -93,12 +105,15 @@ def offer_router(assistant: Assistant, stream: Stream, offers: NewOffers, bindin
 
     @router.post("/webrtc/offer")
     async def offer(request: Request) -> Any:
-        body = await _json_body(request)
+        body = await json_object(request, max_bytes=2 * MAX_OFFER_BYTES)
         if body.get("type") == "ice-candidate":
             candidate = _parse(IceCandidate, body)
-            return await stream.handle_offer(
+            added = await stream.handle_offer(
                 candidate.model_dump(), set_outputs=stream.set_additional_outputs(candidate.webrtc_id)
             )
+            if (reason := _failure_reason(added)) is not None:
+                raise ApiError(_CANDIDATE_REFUSALS.get(reason, 400), f"ICE candidate refused: {reason}")
+            return added
         parsed = _parse(Offer, body)
         _require_audio(parsed.sdp)
         await offers.admit(request)
@@ -126,28 +141,14 @@ def offer_router(assistant: Assistant, stream: Stream, offers: NewOffers, bindin
             stream.clean_up(parsed.webrtc_id)
             logger.info("offer refused: %s", exc)
             raise ApiError(400, f"malformed offer: {exc}") from exc
-        if isinstance(answer, JSONResponse):  # fastrtc reports refusals as 200 {"status": "failed"}
+        if (reason := _failure_reason(answer)) is not None:
             bindings.take(parsed.webrtc_id)
-            reason = _failure_reason(answer)
             if reason == _FULL:  # between the admission above and now, others took the last places
                 raise admission.busy(f"the server is full ({reason})")
             raise ApiError(_REFUSALS.get(reason, 400), reason)
         return {**answer, "session_id": session_id}
 
     return router
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > 2 * MAX_OFFER_BYTES:
-        raise ApiError(413, "offer too large")
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(400, f"the body is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return body
 
 
 def _parse(model: type[M], body: dict[str, Any]) -> M:
@@ -168,6 +169,11 @@ def _require_audio(sdp: str) -> None:
         raise ApiError(400, "malformed offer: the SDP has no audio section (send a microphone track)")
 
 
-def _failure_reason(response: JSONResponse) -> str:
-    body = json.loads(bytes(response.body))
-    return str(body.get("meta", {}).get("error", "offer refused"))
+def _failure_reason(answer: Any) -> str | None:
+    """fastrtc reports a refusal as 200 {"status": "failed", "meta": {"error": ...}}; None: no refusal."""
+    if not isinstance(answer, JSONResponse):
+        return None
+    body = json.loads(bytes(answer.body))
+    if body.get("status") != "failed":
+        return None
+    return str(body.get("meta", {}).get("error", "refused"))

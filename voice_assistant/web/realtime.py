@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, WebSocket
+from fastapi import APIRouter, Header, Request, WebSocket
 
 from voice_assistant.assistant import Assistant
 from voice_assistant.session.pipeline import SessionPipeline
@@ -35,11 +35,17 @@ from voice_assistant.transport.realtime import RealtimeConnection, check_text_le
 from voice_assistant.web.admission import Admission
 from voice_assistant.web.drain import Live
 from voice_assistant.web.errors import ApiError
+from voice_assistant.web.json_bodies import EscapedJSONResponse, json_object
 from voice_assistant.web.sites import ConnectionLimits
 
 POLICY_VIOLATION, TRY_AGAIN_LATER = 1008, 1013
+MAX_REASON_BYTES = 123
+"""A WebSocket close reason is at most 123 bytes of UTF-8 (RFC 6455): a longer one fails the close, and the
+client is dropped (1006) instead of told."""
 SECRET_PREFIX = "ek_"
 BROWSER_KEY = "openai-insecure-api-key."
+MAX_SECRET_REQUEST_BYTES = 64 * 1024
+"""A client secret's request is its session's settings: instructions, formats, turn detection."""
 
 
 class ClientSecrets:
@@ -74,6 +80,12 @@ class ClientSecrets:
 
     def _sign(self, body: str) -> bytes:
         return hmac.new(self._key, body.encode(), hashlib.sha256).digest()
+
+
+def close_reason(message: str) -> str:
+    """As much of `message` as a close frame holds (a query's model name or session id may be long, and
+    not ASCII), cut between characters."""
+    return message.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
 
 
 def _b64(data: bytes) -> str:
@@ -120,13 +132,14 @@ def realtime_router(
 
     @router.post("/v1/realtime/client_secrets")
     async def mint_client_secret(
-        authorization: Annotated[str | None, Header()] = None,
-        request: Annotated[dict[str, Any] | None, Body()] = None,
-    ) -> dict[str, Any]:
-        request = request or {}
+        http: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> EscapedJSONResponse:
+        """Answered as it is, not through a response model: the session echoed may hold a lone surrogate
+        anywhere, a key included, which pydantic's serializer cannot encode (a 500)."""
         key = bearer(authorization)
         if key.startswith(SECRET_PREFIX) or key_session(key) is None:
             raise ApiError(401, "an API key is required: Authorization: Bearer <one of VA_API_KEYS>")
+        request = await json_object(http, max_bytes=MAX_SECRET_REQUEST_BYTES, empty={})
         session = request.get("session") or {}
         try:
             session_change(session)  # refused now rather than when the browser connects
@@ -137,7 +150,9 @@ def realtime_router(
         if seconds is not None and (not isinstance(seconds, int) or not 10 <= seconds <= 7200):
             raise ApiError(400, "expires_after.seconds must be a whole number from 10 to 7200")
         value, expires_at = client_secrets.mint(session, ttl_s=seconds)
-        return {"value": value, "expires_at": expires_at, "session": {"type": "realtime", **session}}
+        return EscapedJSONResponse(
+            {"value": value, "expires_at": expires_at, "session": {"type": "realtime", **session}}
+        )
 
     @router.websocket("/v1/realtime")
     async def realtime(websocket: WebSocket) -> None:
@@ -148,7 +163,7 @@ def realtime_router(
 
         async def refuse(message: str, code: str, close: int, kind: str = "invalid_request_error") -> None:
             await websocket.send_json(events.error(rt.ProtocolError(message, code=code), kind=kind))
-            await websocket.close(close, message[:120])
+            await websocket.close(close, close_reason(message))
 
         key = bearer(websocket.headers.get("authorization")) or browser_key
         initial = key_session(key)

@@ -52,7 +52,10 @@ def telephone_router(
         return (settings.web.public_url or str(request.base_url)).rstrip("/")
 
     async def verified_form(request: Request) -> dict[str, str]:
-        form = {key: str(value) for key, value in (await request.form()).items()}
+        try:
+            form = {key: str(value) for key, value in (await request.form()).items()}
+        except ValueError as exc:  # python-multipart's parse errors, which Starlette lets through (a 500)
+            raise ApiError(400, f"the webhook's form cannot be read: {exc}") from exc
         token = settings.phone.twilio_auth_token
         if token is not None:
             url = public(request) + request.url.path + (f"?{request.url.query}" if request.url.query else "")

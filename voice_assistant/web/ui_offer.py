@@ -10,7 +10,6 @@ candidates, and every other call, pass.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from gradio.route_utils import API_PREFIX
@@ -21,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from voice_assistant.metrics import Metrics
 from voice_assistant.web.errors import ApiError, error_response, store_failed_response
 from voice_assistant.web.offer import NewOffers
+from voice_assistant.wire_json import parse_json
 
 UI_OFFER_PATH = f"{API_PREFIX}/component_server"
 """Gradio answers it with and without the trailing slash; its JS client sends the slash."""
@@ -75,7 +75,7 @@ async def _whole_body(receive: Receive) -> list[Message]:
 def _is_new_offer(body: bytes) -> bool:
     """A malformed call is Gradio's to refuse, with its own error."""
     try:
-        call: Any = json.loads(body)
+        call: Any = parse_json(body)
     except ValueError:
         return False
     if not isinstance(call, dict) or call.get("fn_name") != "offer":

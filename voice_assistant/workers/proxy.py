@@ -31,6 +31,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection
 
+from voice_assistant.wire_json import parse_json
 from voice_assistant.workers.routing import COOKIE, Router, first_of, session_in_path
 
 logger = logging.getLogger(__name__)
@@ -315,7 +316,7 @@ def _forwarded(connection: Request | WebSocket) -> list[tuple[str, str]]:
 def _offer_fields(body: bytes) -> dict[str, str]:
     """The routing fields of an offer body; a malformed one is the worker's to refuse, with its reason."""
     try:
-        parsed = json.loads(body)
+        parsed = parse_json(body)
     except ValueError:
         return {}
     if not isinstance(parsed, dict):
