@@ -1,6 +1,6 @@
 """The model failing, hanging past its timeout, and its server restarting, each in the middle of a call.
 
-Our server runs the OpenAI backend against a stand-in vLLM (model_server.py: vLLM itself cannot run
+Our server runs the OpenAI backend against a stand-in vLLM (benchmarks/standin_vllm.py: vLLM itself cannot run
 here), a process of its own that the scenario switches to failing (HTTP 500), hanging (no text after the
 stream opens) or kills and starts again. In each, the turn spoken during the fault must be stored and end
 in an `error` and its `reply_done`, and the next turn, once the fault is over, must be answered. The
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.reliability.model_server import MODEL
 from benchmarks.reliability.scenario import Caller, Context, Outcome, log_clean, since, stored_turns
 from benchmarks.server import ServerProcess, free_port
+from benchmarks.standin_vllm import MODEL
 
 FIRST_TOKEN_TIMEOUT_S = 3.0
 
@@ -34,7 +34,7 @@ class ModelServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        module = "benchmarks.reliability.model_server"
+        module = "benchmarks.standin_vllm"
         self.process = subprocess.Popen([sys.executable, "-m", module, str(self.port)])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.reliability.model_server PORT`: a stand-in for a vLLM server, whose faults a
+"""`python -m benchmarks.standin_vllm PORT`: a stand-in for a vLLM server, whose faults a
 scenario turns on and off.
 
 A stand-in only because vLLM cannot run here (no GPU, no weights): it speaks what our OpenAI backend reads
