@@ -45,6 +45,8 @@ def window_policy(settings: Settings, model: AudioLM) -> WindowPolicy:
         max_turns=settings.history.max_turns,
         token_budget=settings.history.token_budget,
         audio_tokens=model.audio_tokens,
+        summary_every=settings.history.summary_every,
+        summary_max_tokens=settings.history.summary_max_tokens,
     )
 
 

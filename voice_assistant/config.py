@@ -4,7 +4,8 @@
 
 - `model`: which model, and how replies are drawn from it (`settings.model.name` is `VA_MODEL`);
 - `backend`: where it runs: in this process (`transformers`) or behind an OpenAI-compatible server;
-- `history`: what the model hears of earlier turns, and whether turns get transcripts;
+- `history`: what the model hears of earlier turns (the window, the running summary), and whether turns get
+  transcripts;
 - `turns`: turn-taking (VAD, pauses, end of turn, speculation);
 - `speech`: spoken replies (the TTS engine, and whether the browser hears them too);
 - `phone`: Twilio calls;
@@ -162,6 +163,15 @@ class HistorySettings(SettingsGroup):
     transcripts: bool = Field(
         default=True,
         description="Ask the model for each turn's words once idle (stored, shown, used for old turns).",
+    )
+    summary_every: int = Field(
+        default=8,
+        ge=0,
+        description="Once the window is full, fold this many of its oldest turns at a time into the running "
+        "summary the model hears (idle time); 0: no summary, older turns are left out.",
+    )
+    summary_max_tokens: int = Field(
+        default=200, ge=16, description="The running summary's size, in estimated tokens."
     )
 
 

@@ -71,6 +71,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.summary_seconds = Histogram(
+            "va_summary_seconds",
+            "Model time of one fold of turns into a running summary (idle time, off the critical path).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.live_sessions = LiveCount(
             Gauge("va_live_sessions", "Connected sessions.", registry=self.registry)
         )

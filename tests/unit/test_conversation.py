@@ -69,16 +69,20 @@ async def open_conversation(
     interruptions: Interruptions | None = None,
     timers: FakeTimers | None = None,
     held: HeldWrites | None = None,
+    policy: WindowPolicy = POLICY,
+    session_id: str | None = None,
+    next_index: int = 0,
 ) -> Conversation:
-    session_id = await store.create_session(now=datetime.now(UTC))
+    """A new session's conversation, or one that `session_id` resumes at turn `next_index`."""
+    session_id = session_id or await store.create_session(now=datetime.now(UTC))
     metrics = metrics or Metrics()
     return Conversation(
         session_id=session_id,
-        next_index=0,
+        next_index=next_index,
         store=store,
         held=held or held_writes(store, metrics),
         model=lm,
-        policy=POLICY,
+        policy=policy,
         publish=log,
         metrics=metrics,
         reply_timeout_s=reply_timeout_s,
@@ -139,6 +143,8 @@ async def test_each_turn_is_committed_then_answered_in_contract_order(inline_sto
     assert record.turns[1].context == {
         "audio_turns": [0],
         "text_turns": [],
+        "summary_through": None,
+        "summary_tokens": 0,
         "estimated_tokens": pytest.approx(91, abs=20),
         "end": "silence",
         "speculative": False,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pytest
 
 from tests.fakes import audio_tokens_25_per_second
-from voice_assistant.history.store import PastTurn
+from voice_assistant.history.store import PastTurn, SummaryRecord
 from voice_assistant.model.base import AudioPart, TextPart
-from voice_assistant.session.window import WindowPolicy, build_window
+from voice_assistant.session.window import WindowPolicy, build_window, summary_text, untranscribed
 
 pytestmark = pytest.mark.unit
 
@@ -88,3 +90,40 @@ def test_a_typed_turn_is_heard_as_its_words_and_costs_their_tokens() -> None:
     assert last.parts[-1].text == "What is the time?"
     spoken = build_window(policy(), past(2), np.zeros(16_000 * 10, np.float32))
     assert window.context["estimated_tokens"] < spoken.context["estimated_tokens"]
+
+
+SUMMARY = SummaryRecord(
+    from_turn=0, through_turn=2, text="The user is Ada; she asked about trains.", created_at=datetime.now(UTC)
+)
+
+
+def test_the_summary_goes_in_the_system_message_and_its_turns_are_heard_through_it_alone() -> None:
+    without = build_window(policy(), past(6), np.zeros(16_000, dtype=np.float32))
+    window = build_window(policy(), past(6), np.zeros(16_000, dtype=np.float32), SUMMARY)
+    system = window.messages[0]
+    assert system.role == "system" and system.text.startswith("Be brief.")
+    assert "(turns 0-2): The user is Ada; she asked about trains." in system.text
+    assert window.context["text_turns"] == [3] and window.context["audio_turns"] == [4, 5]
+    assert window.context["summary_through"] == 2
+    assert window.context["summary_tokens"] == WindowPolicy.text_tokens(summary_text(SUMMARY))
+    assert without.context["summary_through"] is None and without.context["summary_tokens"] == 0
+    assert not any("words of turn 0" in m.text for m in window.messages)
+
+
+def test_the_summary_counts_against_the_budget() -> None:
+    turns = past(6, with_audio_last=0)
+    fits_two = (
+        WindowPolicy.text_tokens("Be brief.")
+        + audio_tokens_25_per_second(1.0)
+        + sum(
+            WindowPolicy.text_tokens(t.transcript or untranscribed(t.index))
+            + WindowPolicy.text_tokens(t.reply_text or "")
+            for t in turns[4:]
+        )
+        + WindowPolicy.text_tokens(summary_text(SUMMARY))
+    )
+    window = build_window(
+        policy(audio_turns=1, token_budget=fits_two), turns, np.zeros(16_000, np.float32), SUMMARY
+    )
+    assert window.context["text_turns"] == [4, 5]
+    assert window.context["estimated_tokens"] <= fits_two

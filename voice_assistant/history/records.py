@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from voice_assistant.audio.pcm import Samples
-from voice_assistant.history.tables import TurnRow
+from voice_assistant.history.tables import SummaryRow, TurnRow
 
 
 def new_session_id() -> str:
@@ -78,12 +78,36 @@ class TurnRecord:
 
 
 @dataclass(frozen=True)
+class SummaryRecord:
+    """What the model is told of turns `from_turn`..`through_turn`, which left its window."""
+
+    from_turn: int
+    through_turn: int
+    text: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: SummaryRow) -> SummaryRecord:
+        return cls(row.from_turn, row.through_turn, row.text, row.created_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "from_turn": self.from_turn,
+            "through_turn": self.through_turn,
+            "text": self.text,
+            "created_at": _iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
 class SessionRecord:
     session_id: str
     created_at: datetime
     updated_at: datetime
     turn_count: int
     turns: tuple[TurnRecord, ...] = ()
+    summary: SummaryRecord | None = None
+    """The latest running summary (read with the turns)."""
 
     def to_json(self, *, with_turns: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -94,6 +118,7 @@ class SessionRecord:
         }
         if with_turns:
             body["turns"] = [turn.to_json() for turn in self.turns]
+            body["summary"] = self.summary.to_json() if self.summary is not None else None
         return body
 
 

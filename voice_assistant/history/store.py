@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
 from voice_assistant.audio.codec import decode, encode_flac
-from voice_assistant.audio.pcm import MODEL_RATE
+from voice_assistant.audio.pcm import MODEL_RATE, Samples
 from voice_assistant.errors import UnknownSession
 from voice_assistant.history.callers import CallerDirectory
 from voice_assistant.history.limits import LimitBook
@@ -20,16 +20,26 @@ from voice_assistant.history.records import (
     PastTurn,
     ReplyOutcome,
     SessionRecord,
+    SummaryRecord,
     TurnRecord,
     new_session_id,
 )
-from voice_assistant.history.tables import SessionRow, TurnRow
+from voice_assistant.history.tables import SessionRow, SummaryRow, TurnRow
 
 CUT_OFF = "cut off: the server stopped before the reply was done"
 """The `error` of a turn whose reply was in flight when its server died."""
 
 # The records are part of the store's interface: callers import them from here.
-__all__ = ["CUT_OFF", "HistoryStore", "NewTurn", "PastTurn", "ReplyOutcome", "SessionRecord", "TurnRecord"]
+__all__ = [
+    "CUT_OFF",
+    "HistoryStore",
+    "NewTurn",
+    "PastTurn",
+    "ReplyOutcome",
+    "SessionRecord",
+    "SummaryRecord",
+    "TurnRecord",
+]
 
 
 class HistoryStore(CallerDirectory, LimitBook):
@@ -56,7 +66,9 @@ class HistoryStore(CallerDirectory, LimitBook):
             if row is None:
                 raise UnknownSession(session_id)
             turns = tuple(TurnRecord.of(turn) for turn in row.turns)
-            return SessionRecord(row.id, row.created_at, row.updated_at, len(turns), turns)
+            return SessionRecord(
+                row.id, row.created_at, row.updated_at, len(turns), turns, _latest_summary(s, session_id)
+            )
 
         return await self._run(work)
 
@@ -224,8 +236,11 @@ class HistoryStore(CallerDirectory, LimitBook):
 
         await self._run(work)
 
-    async def recent_turns(self, session_id: str, *, limit: int, audio_for_last: int) -> list[PastTurn]:
-        """The latest `limit` turns, oldest first, with decoded audio for the newest `audio_for_last`.
+    async def recent_turns(
+        self, session_id: str, *, limit: int, audio_for_last: int, after: int = -1
+    ) -> list[PastTurn]:
+        """The latest `limit` turns numbered above `after`, oldest first, with decoded audio for the newest
+        `audio_for_last`.
 
         Each one's `reply_text` is what the conversation keeps of the reply: the heard text where the reply
         was spoken, else the text delivered."""
@@ -233,7 +248,7 @@ class HistoryStore(CallerDirectory, LimitBook):
         def work(s: Session) -> list[PastTurn]:
             rows: Sequence[TurnRow] = s.scalars(
                 select(TurnRow)
-                .where(TurnRow.session_id == session_id)
+                .where(TurnRow.session_id == session_id, TurnRow.index > after)
                 .order_by(TurnRow.index.desc())
                 .limit(limit)
             ).all()
@@ -248,17 +263,46 @@ class HistoryStore(CallerDirectory, LimitBook):
                 else {}
             )
             return [
-                PastTurn(
-                    index=row.index,
-                    audio=decode(blobs[row.id])[0] if row.id in blobs else None,
-                    audio_seconds=row.audio_seconds,
-                    transcript=row.transcript,
-                    reply_text=row.reply_text if row.heard_text is None else row.heard_text,
-                )
+                _past_turn(row, decode(blobs[row.id])[0] if row.id in blobs else None)
                 for row in reversed(rows)
             ]
 
         return await self._run(work)
+
+    async def turns_between(self, session_id: str, first: int, last: int) -> list[PastTurn]:
+        """Turns `first`..`last` as text (no audio), oldest first: what a summary folds."""
+
+        def work(s: Session) -> list[PastTurn]:
+            rows = s.scalars(
+                select(TurnRow)
+                .where(TurnRow.session_id == session_id, TurnRow.index.between(first, last))
+                .order_by(TurnRow.index)
+            ).all()
+            return [_past_turn(row, None) for row in rows]
+
+        return await self._run(work)
+
+    # -- summaries
+
+    async def latest_summary(self, session_id: str) -> SummaryRecord | None:
+        return await self._run(lambda s: _latest_summary(s, session_id))
+
+    async def add_summary(self, session_id: str, summary: SummaryRecord) -> None:
+        """Store a fold of the session's turns. Another instance that folded the same turns first wins:
+        this one's is then an IntegrityError, and the caller reads theirs."""
+
+        def work(s: Session) -> None:
+            s.add(
+                SummaryRow(
+                    session_id=session_id,
+                    from_turn=summary.from_turn,
+                    through_turn=summary.through_turn,
+                    text=summary.text,
+                    created_at=summary.created_at,
+                )
+            )
+
+        await self._run(work)
 
     async def turn_audio(self, session_id: str, index: int) -> bytes:
         def work(s: Session) -> bytes:
@@ -276,3 +320,24 @@ class HistoryStore(CallerDirectory, LimitBook):
             return row.audio
 
         return await self._run(work)
+
+
+def _past_turn(row: TurnRow, audio: Samples | None) -> PastTurn:
+    """What the conversation keeps of the reply: the heard text where it was spoken, else the delivered."""
+    return PastTurn(
+        index=row.index,
+        audio=audio,
+        audio_seconds=row.audio_seconds,
+        transcript=row.transcript,
+        reply_text=row.reply_text if row.heard_text is None else row.heard_text,
+    )
+
+
+def _latest_summary(s: Session, session_id: str) -> SummaryRecord | None:
+    row = s.scalar(
+        select(SummaryRow)
+        .where(SummaryRow.session_id == session_id)
+        .order_by(SummaryRow.through_turn.desc())
+        .limit(1)
+    )
+    return SummaryRecord.of(row) if row is not None else None

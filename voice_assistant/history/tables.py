@@ -1,5 +1,6 @@
-"""The schema: sessions and their turns (the user's audio, the reply, the timestamps), the phone callers,
-and what several instances on one database count together (rate-limit hits, leases).
+"""The schema: sessions and their turns (the user's audio, the reply, the timestamps), the running summaries
+of long conversations, the phone callers, and what several instances on one database count together
+(rate-limit hits, leases).
 
 A change here needs a revision in migrations/versions/ (see migrate.py)."""
 
@@ -84,6 +85,22 @@ class TurnRow(Base):
     """What the model heard for this reply: which earlier turns as audio, which as text."""
     timings: Mapped[dict[str, float] | None] = mapped_column(JSON)
     session: Mapped[SessionRow] = relationship(back_populates="turns")
+
+
+class SummaryRow(Base):
+    """A running summary of a session's turns `from_turn`..`through_turn`: what the model hears of the turns
+    that left its window. Each fold adds a row (the newest is the one used), so the record of what the model
+    was told stays."""
+
+    __tablename__ = "summaries"
+    __table_args__ = (UniqueConstraint("session_id", "through_turn", name="uq_summary_through"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    from_turn: Mapped[int] = mapped_column(Integer)
+    through_turn: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(StorableText)
+    created_at: Mapped[datetime]
 
 
 class CallerRow(Base):

@@ -42,6 +42,7 @@ from voice_assistant.session.reply import Reply, ReplyEnd
 from voice_assistant.session.speculation import Speculation
 from voice_assistant.session.speech import Voice
 from voice_assistant.session.store_failures import store_failure
+from voice_assistant.session.summaries import Summarizer
 from voice_assistant.session.transcripts import Transcriber
 from voice_assistant.session.window import Window, WindowPolicy, build_window
 from voice_assistant.turn.batcher import Schedule
@@ -145,6 +146,13 @@ class Conversation:
             if transcripts
             else None
         )
+        self._summarizer = (
+            Summarizer(
+                session_id=session_id, store=store, model=model, policy=policy, metrics=metrics, clock=clock
+            )
+            if policy.summary_every > 0
+            else None
+        )
         self._worker = asyncio.create_task(self._work(), name="conversation")
 
     # -- from turn-taking (TurnListener)
@@ -180,8 +188,7 @@ class Conversation:
     def _begin_turn(self) -> None:
         """A new user turn: announce it and stop any reply in progress (barge-in)."""
         self._speech_epoch += 1
-        if self._transcriber is not None:
-            self._transcriber.pause()
+        self._pause_idle_work()
         if self.barge_in:
             self._interrupt()
         self._discard_speculation()
@@ -274,8 +281,8 @@ class Conversation:
         self._answered.set()
         if self._voice is not None:
             await self._voice.close()
-        if self._transcriber is not None:
-            await self._transcriber.close()
+        for idle in self._idle_work():
+            await idle.close()
 
     def _interrupt(self) -> None:
         if self.reply is not None:
@@ -307,10 +314,19 @@ class Conversation:
                 self._answered.set()
             self._model_free()
 
+    def _idle_work(self) -> list[Transcriber | Summarizer]:
+        """What uses the model while no reply needs it: transcripts, then the running summary."""
+        return [work for work in (self._transcriber, self._summarizer) if work is not None]
+
     def _model_free(self) -> None:
-        """No reply needs the model now: let the transcriber have it until the user speaks again."""
-        if self._queue.empty() and self._transcriber is not None and not self._closing:
-            self._transcriber.resume()
+        """No reply needs the model now: let the idle work have it until the user speaks again."""
+        if self._queue.empty() and not self._closing:
+            for idle in self._idle_work():
+                idle.resume()
+
+    def _pause_idle_work(self) -> None:
+        for idle in self._idle_work():
+            idle.pause()
 
     def _report(self, message: str, *, stage: str, turn: int | None = None) -> None:
         self._metrics.errors.labels(stage).inc()
@@ -320,13 +336,20 @@ class Conversation:
         prompt = instructions or self.instructions
         return self._policy if prompt is None else replace(self._policy, system_prompt=prompt)
 
-    async def _window_for(self, current: Samples | str, instructions: str | None = None) -> Window:
+    async def _window_for(
+        self, current: Samples | str, instructions: str | None = None, *, before: int | None = None
+    ) -> Window:
+        """The window of a new turn, or of the stored turn `before` (the turns before it)."""
+        summary = await self._store.latest_summary(self.session_id)
         past = await self._store.recent_turns(
             self.session_id,
-            limit=max(self._policy.max_turns - 1, 0),
-            audio_for_last=max(self._policy.audio_turns - 1, 0),
+            limit=max(self._policy.max_turns - (1 if before is None else 0), 0),
+            audio_for_last=max(self._policy.audio_turns - (1 if before is None else 0), 0),
+            after=summary.through_turn if summary is not None else -1,
         )
-        return build_window(self._window_policy(instructions), past, current)
+        if before is not None:
+            past = [turn for turn in past if turn.index < before]
+        return build_window(self._window_policy(instructions), past, current, summary)
 
     async def _commit(self, pending: _Pending) -> tuple[int, Window, Speculation | None, bool] | None:
         """Read the turn's window and store the turn: its index, its window, the speculation still usable
@@ -437,21 +460,17 @@ class Conversation:
             self._report("there is no turn to respond to: commit one first", stage="turn")
             return
         (index, turn), self._unanswered = self._unanswered, None
-        if self._transcriber is not None:
-            self._transcriber.pause()
+        self._pause_idle_work()
+        current = turn.audio if turn.text is None else turn.text
         try:
-            past = await self._store.recent_turns(
-                self.session_id, limit=self._policy.max_turns, audio_for_last=self._policy.audio_turns
-            )
+            window = await self._window_for(current, request.instructions, before=index)
         except Exception as exc:
             if not unreachable(exc):
                 self._publish(self._store_failure("the history could not be read", exc, index))
                 return
-            past = []  # the store is away: the reply hears the turn alone, as a held turn's does
+            # The store is away: the reply hears the turn alone, as a held turn's does.
+            window = build_window(self._window_policy(request.instructions), [], current)
             self._publish(self._store_failure(UNREAD_HISTORY, exc, index))
-        earlier = [past_turn for past_turn in past if past_turn.index < index]
-        current = turn.audio if turn.text is None else turn.text
-        window = build_window(self._window_policy(request.instructions), earlier, current)
         await self._reply_to(index, turn, self._clock(), window, None)
 
     async def _reply_to(
@@ -532,6 +551,8 @@ class Conversation:
         )
         if self._transcriber is not None:
             self._transcriber.replied(index)
+        if self._summarizer is not None:
+            self._summarizer.replied(index)
 
     async def _store_reply(self, index: int, outcome: ReplyOutcome) -> None:
         """The reply's one write (held with its turn, or held alone while the store is unreachable); when

@@ -1,7 +1,9 @@
-"""What the model hears: the system prompt and a window of the latest turns, within a token budget.
+"""What the model hears: the system prompt, the running summary, and a window of the latest turns, within
+a token budget.
 
-The newest turns go in as audio, older ones as text (their transcript, when known, and the reply),
-so a long conversation neither overflows the context nor slows every turn down linearly.
+The newest turns go in as audio, older ones as text (their transcript, when known, and the reply), and the
+turns before those as the running summary (session/summaries.py), so a long conversation neither overflows
+the context nor slows every turn down linearly, and still remembers how it began.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voice_assistant.audio.pcm import MODEL_RATE, Samples
-from voice_assistant.history.store import PastTurn
+from voice_assistant.history.store import PastTurn, SummaryRecord
 from voice_assistant.model.base import AudioPart, Message, Part, TextPart
 
 CHARS_PER_TOKEN = 4
@@ -28,6 +30,9 @@ class WindowPolicy:
     token_budget: int
     audio_tokens: Callable[[float], int]
     """The model's own count of a clip's prompt tokens."""
+    summary_every: int = 0
+    """Fold this many turns at a time into the running summary once the window is full; 0: no summary."""
+    summary_max_tokens: int = 200
 
     @staticmethod
     def text_tokens(text: str) -> int:
@@ -38,6 +43,11 @@ def untranscribed(index: int) -> str:
     return f"[turn {index}: spoken, no transcript]"
 
 
+def summary_text(summary: SummaryRecord) -> str:
+    """How the summary reads in the system message."""
+    return f"Earlier in this conversation (turns {summary.from_turn}-{summary.through_turn}): {summary.text}"
+
+
 @dataclass(frozen=True)
 class Window:
     messages: list[Message]
@@ -45,11 +55,21 @@ class Window:
     """Stored with the turn: which earlier turns the model heard as audio and which as text."""
 
 
-def build_window(policy: WindowPolicy, past: Sequence[PastTurn], current: Samples | str) -> Window:
-    """`current`: the new turn's audio, or its words when it was typed."""
+def build_window(
+    policy: WindowPolicy,
+    past: Sequence[PastTurn],
+    current: Samples | str,
+    summary: SummaryRecord | None = None,
+) -> Window:
+    """`current`: the new turn's audio, or its words when it was typed. The turns `summary` covers are
+    heard through it alone."""
+    if summary is not None:
+        past = [turn for turn in past if turn.index > summary.through_turn]
+    summary_tokens = policy.text_tokens(summary_text(summary)) if summary is not None else 0
     budget = (
         policy.token_budget
         - policy.text_tokens(policy.system_prompt)
+        - summary_tokens
         - (
             policy.text_tokens(current)
             if isinstance(current, str)
@@ -73,7 +93,8 @@ def build_window(policy: WindowPolicy, past: Sequence[PastTurn], current: Sample
         kept.append((turn, as_audio))
     kept.reverse()
 
-    messages: list[Message] = [Message("system", (TextPart(policy.system_prompt),))]
+    system = policy.system_prompt if summary is None else f"{policy.system_prompt}\n\n{summary_text(summary)}"
+    messages: list[Message] = [Message("system", (TextPart(system),))]
     for turn, as_audio in kept:
         user: Part = (
             AudioPart(turn.audio)
@@ -91,6 +112,8 @@ def build_window(policy: WindowPolicy, past: Sequence[PastTurn], current: Sample
         context={
             "audio_turns": [turn.index for turn, as_audio in kept if as_audio],
             "text_turns": [turn.index for turn, as_audio in kept if not as_audio],
+            "summary_through": summary.through_turn if summary is not None else None,
+            "summary_tokens": summary_tokens,
             "estimated_tokens": policy.token_budget - budget,
         },
     )
